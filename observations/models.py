@@ -1,0 +1,242 @@
+"""The domain: campaigns, parks, taxa, sightings (observations) and their photos.
+
+Models hold data and small derived properties; writes live in `observations.services`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+
+def originals_storage():
+    """Private storage for the files exactly as uploaded (never served)."""
+    return storages["originals"]
+
+
+class Taxon(models.Model):
+    class Rank(models.TextChoices):
+        KINGDOM = "kingdom"
+        PHYLUM = "phylum"
+        CLASS = "class"
+        ORDER = "order"
+        FAMILY = "family"
+        GENUS = "genus"
+        SPECIES = "species"
+        SUBSPECIES = "subspecies"
+        VARIETY = "variety"
+
+    scientific_name = models.CharField(max_length=200, unique=True)
+    authorship = models.CharField(max_length=200, blank=True)
+    rank = models.CharField(max_length=20, choices=Rank.choices, default=Rank.SPECIES)
+    common_name = models.CharField(max_length=200, blank=True, help_text="In English.")
+    common_names = models.JSONField(
+        default=dict, blank=True, help_text='Other languages, e.g. {"es": "...", "fr": "..."}.'
+    )
+    kingdom = models.CharField(max_length=60, blank=True, default="Plantae")
+    family = models.CharField(max_length=100, blank=True)
+    gbif_key = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    is_invasive = models.BooleanField(default=False)
+    is_sensitive = models.BooleanField(
+        default=False, help_text="Positions are generalised to a 0.1 degree cell in public outputs."
+    )
+    description = models.TextField(blank=True)
+    info_url = models.URLField(blank=True)
+
+    class Meta:
+        ordering = ["scientific_name"]
+        verbose_name_plural = "taxa"
+
+    def __str__(self) -> str:
+        return self.scientific_name
+
+    @property
+    def display_name(self) -> str:
+        if self.common_name:
+            return f"{self.common_name} ({self.scientific_name})"
+        return self.scientific_name
+
+
+class Park(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    boundary = models.JSONField(
+        help_text="GeoJSON Polygon or MultiPolygon in WGS 84 ([longitude, latitude] pairs)."
+    )
+    boundary_is_approximate = models.BooleanField(default=False)
+    timezone = models.CharField(max_length=64, default="Europe/Madrid")
+    country_code = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2.")
+    alert_emails = models.JSONField(default=list, blank=True, help_text="Manager e-mail addresses.")
+    webhook_url = models.URLField(blank=True)
+    webhook_secret = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    description = models.TextField(blank=True)
+    is_default = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    taxa = models.ManyToManyField(Taxon, blank=True, related_name="campaigns")
+    parks = models.ManyToManyField(Park, blank=True, related_name="campaigns")
+    curators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="curated_campaigns"
+    )
+    confidence_threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text='AI suggestions below this probability are shown as "not sure".',
+    )
+    renormalise_to_campaign_taxa = models.BooleanField(
+        default=False, help_text="Restrict AI probabilities to this campaign's taxa."
+    )
+    reviews_required = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="one_default_campaign",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Observation(models.Model):
+    """One sighting: 1-5 photos of one organism at one place and time."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        CLASSIFIED = "classified"
+        CLASSIFICATION_FAILED = "classification_failed", "classification failed"
+        IN_REVIEW = "in_review", "in review"
+        CONFIRMED = "confirmed"
+        REJECTED = "rejected"
+        UNIDENTIFIABLE = "unidentifiable"
+        NEEDS_INFO = "needs_info", "needs more information"
+
+    class PositionSource(models.TextChoices):
+        EXIF = "exif", "photo EXIF"
+        DEVICE = "device", "device location"
+        MAP = "map", "picked on the map"
+
+    class Licence(models.TextChoices):
+        CC0 = "CC0-1.0", "CC0 (public domain)"
+        CC_BY = "CC-BY-4.0", "CC BY 4.0"
+        CC_BY_NC = "CC-BY-NC-4.0", "CC BY-NC 4.0"
+
+    class ControlStatus(models.TextChoices):
+        REPORTED = "reported"
+        ASSESSED = "assessed"
+        TREATMENT_SCHEDULED = "treatment_scheduled", "treatment scheduled"
+        TREATED = "treated"
+        MONITORING = "monitoring"
+        ERADICATED = "eradicated"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    client_uuid = models.UUIDField(
+        null=True, blank=True, unique=True, help_text="Sent by the client so retries are idempotent."
+    )
+    observer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="observations",
+    )
+    observer_email = models.EmailField(blank=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="observations")
+    park = models.ForeignKey(
+        Park, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations"
+    )
+    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    accuracy_m = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    altitude_m = models.FloatField(null=True, blank=True)
+    position_source = models.CharField(max_length=10, choices=PositionSource.choices)
+    observed_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    notes = models.TextField(blank=True)
+    guess = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="guessed_in"
+    )
+    licence = models.CharField(max_length=20, choices=Licence.choices, default=Licence.CC_BY)
+
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.RECEIVED)
+    status_detail = models.TextField(blank=True, help_text="Why classification failed, etc.")
+    possible_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="possible_duplicates"
+    )
+
+    # Written by the classifier (the web side only reads these).
+    ai_taxon = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_suggested_in"
+    )
+    ai_label = models.CharField(max_length=200, blank=True, help_text="Raw top-1 label.")
+    ai_score = models.FloatField(null=True, blank=True)
+    ai_entropy = models.FloatField(null=True, blank=True)
+    classified_at = models.DateTimeField(null=True, blank=True)
+
+    final_taxon = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="confirmed_in"
+    )
+    control_status = models.CharField(max_length=30, choices=ControlStatus.choices, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["status", "received_at"]),
+            models.Index(fields=["campaign", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sighting {self.uuid}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("sighting-detail", kwargs={"uuid": self.uuid})
+
+
+class Photo(models.Model):
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="photos")
+    position = models.PositiveSmallIntegerField(default=0)
+    original = models.FileField(upload_to="originals/%Y/%m/", storage=originals_storage)
+    image = models.ImageField(upload_to="photos/%Y/%m/", help_text="Public derivative, no EXIF.")
+    thumbnail = models.ImageField(upload_to="thumbnails/%Y/%m/")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    # 64-bit DCT perceptual hash as four 16-bit bands, each indexed: two hashes within
+    # 3 bits of each other share at least one band (pigeonhole), so the search is exact.
+    phash = models.CharField(max_length=16)
+    phash_band0 = models.PositiveIntegerField(db_index=True)
+    phash_band1 = models.PositiveIntegerField(db_index=True)
+    phash_band2 = models.PositiveIntegerField(db_index=True)
+    phash_band3 = models.PositiveIntegerField(db_index=True)
+    width = models.PositiveIntegerField(help_text="Of the original, after orientation.")
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    size_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["observation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["observation", "position"], name="photo_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Photo {self.position + 1} of {self.observation_id}"
