@@ -9,14 +9,33 @@ import uuid
 
 from django.conf import settings
 from django.core.files.storage import storages
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
 
+class _OriginalsStorage(LazyObject):
+    """`STORAGES["originals"]`, looked up when first used (like Django's default_storage)."""
+
+    def _setup(self):
+        self._wrapped = storages["originals"]
+
+
+_originals = _OriginalsStorage()
+
+
+@receiver(setting_changed)
+def _reset_originals_storage(*, setting, **kwargs):
+    if setting == "STORAGES":
+        _originals._wrapped = empty
+
+
 def originals_storage():
     """Private storage for the files exactly as uploaded (never served)."""
-    return storages["originals"]
+    return _originals
 
 
 class Taxon(models.Model):

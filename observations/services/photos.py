@@ -144,7 +144,8 @@ def photo_inspect(upload, *, index: int = 0) -> InspectedPhoto:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoRejected(
-            "the image is too large when decoded (a decompression bomb).",
+            "the image claims far more pixels than it could hold (a decompression bomb); at most "
+            f"{settings.PHOTO_MAX_PIXELS / 1e6:.0f} megapixels are accepted.",
             code="too_many_pixels",
             index=index,
         ) from None

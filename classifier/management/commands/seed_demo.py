@@ -1,0 +1,27 @@
+"""`python manage.py seed_demo`: demo campaign, park, taxa and users (idempotent).
+
+It lives in the classifier app because the demo also registers a demo classifier, and the
+classifier may import the domain while the domain never imports the classifier.
+"""
+
+from django.core.management.base import BaseCommand
+
+from observations.services.demo import DEMO_PASSWORDS, demo_seed
+
+
+class Command(BaseCommand):
+    help = "Create or update the demo campaign of Ordesa y Monte Perdido, its taxa and demo users."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-users", action="store_true", help="Do not create the demo users.")
+
+    def handle(self, *args, no_users=False, **options):
+        seed = demo_seed(with_users=not no_users)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Campaign '{seed.campaign.name}' with {len(seed.taxa)} taxa in park '{seed.park.name}' "
+                "(boundary approximate)."
+            )
+        )
+        for username in seed.users:
+            self.stdout.write(f"  demo user {username!r}, password {DEMO_PASSWORDS[username]!r}")
