@@ -8,34 +8,11 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.files.storage import storages
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-from django.utils.functional import LazyObject, empty
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
-
-class _OriginalsStorage(LazyObject):
-    """`STORAGES["originals"]`, looked up when first used (like Django's default_storage)."""
-
-    def _setup(self):
-        self._wrapped = storages["originals"]
-
-
-_originals = _OriginalsStorage()
-
-
-@receiver(setting_changed)
-def _reset_originals_storage(*, setting, **kwargs):
-    if setting == "STORAGES":
-        _originals._wrapped = empty
-
-
-def originals_storage():
-    """Private storage for the files exactly as uploaded (never served)."""
-    return _originals
+from observations.storage import originals_storage
 
 
 class Taxon(models.Model):
@@ -211,6 +188,10 @@ class Observation(models.Model):
     ai_score = models.FloatField(null=True, blank=True)
     ai_entropy = models.FloatField(null=True, blank=True)
     classified_at = models.DateTimeField(null=True, blank=True)
+    # A worker's lease on the sighting while it classifies it; an expired lease (a worker that
+    # died) lets another worker claim it again.
+    classification_claimed_until = models.DateTimeField(null=True, blank=True)
+    classification_attempts = models.PositiveSmallIntegerField(default=0)
 
     final_taxon = models.ForeignKey(
         Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="confirmed_in"

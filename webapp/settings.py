@@ -153,6 +153,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", str(VAR_DIR / "private")))
+MODELS_ROOT = Path(env("MODELS_ROOT", str(VAR_DIR / "models")))
+# Workers copy weights from storage here (by sha256) before loading them.
+MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", str(VAR_DIR / "model-cache")))
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
 if AWS_STORAGE_BUCKET_NAME:
     _s3 = {
@@ -172,6 +175,7 @@ if AWS_STORAGE_BUCKET_NAME:
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {**_s3, "location": "originals", "querystring_expire": 300},
         },
+        "models": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3, "location": "models"}},
     }
 else:
     STORAGES = {
@@ -179,6 +183,11 @@ else:
         "originals": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT), "base_url": None},
+        },
+        # Classifier weights and exports (private).
+        "models": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(MODELS_ROOT), "base_url": None},
         },
     }
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
@@ -281,6 +290,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "classifier.tasks.classify_*": {"queue": "inference"},
+    "classifier.tasks.sweep_*": {"queue": "default"},
     "classifier.tasks.identify_*": {"queue": "inference"},
     "classifier.tasks.train_*": {"queue": "training"},
 }
@@ -297,7 +307,33 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A publish that cannot reach the broker gives up quickly: the sweeper re-enqueues later.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
 # The task that classifies a sighting, by name: the web side never imports the classifier.
-CLASSIFY_TASK_NAME = "classifier.tasks.classify_observation"
+CLASSIFY_TASK_NAME = "classifier.tasks.classify_observations"
+
+# Inference. A batch is up to CLASSIFIER_BATCH_SIZE sightings claimed together; one forward pass
+# takes at most CLASSIFIER_MAX_BATCH_SIZE views (photos x test-time augmentation views).
+CLASSIFIER_BATCH_SIZE = env_int("CLASSIFIER_BATCH_SIZE", 16)
+CLASSIFIER_MAX_BATCH_SIZE = env_int("CLASSIFIER_MAX_BATCH_SIZE", 32)
+# A worker's lease on a claimed batch; a worker that dies frees its sightings when it expires.
+CLASSIFICATION_LEASE_SECONDS = env_int("CLASSIFICATION_LEASE_SECONDS", 120)
+CLASSIFICATION_MAX_ATTEMPTS = env_int("CLASSIFICATION_MAX_ATTEMPTS", 3)
+CLASSIFICATION_RETRY_BACKOFF = env_int("CLASSIFICATION_RETRY_BACKOFF", 10)
+# The sweeper (beat) re-enqueues sightings left `received` and retries failed ones.
+CLASSIFICATION_SWEEP_SECONDS = env_float("CLASSIFICATION_SWEEP_SECONDS", 60)
+CLASSIFICATION_SWEEP_GRACE_SECONDS = env_float("CLASSIFICATION_SWEEP_GRACE_SECONDS", 30)
+CLASSIFICATION_SWEEP_LIMIT = env_int("CLASSIFICATION_SWEEP_LIMIT", 500)
+CLASSIFICATION_RETRY_FAILED_AFTER = env_int("CLASSIFICATION_RETRY_FAILED_AFTER", 3600)
+CLASSIFICATION_GIVE_UP_ATTEMPTS = env_int("CLASSIFICATION_GIVE_UP_ATTEMPTS", 12)
+# TensorFlow intra-op threads per worker process (0: TensorFlow's default, all cores).
+TF_INTRA_OP_THREADS = env_int("TF_INTRA_OP_THREADS", 0)
+# POST /api/v1/identify/ waits this long for an inference worker, then answers 503.
+IDENTIFY_TIMEOUT_SECONDS = env_float("IDENTIFY_TIMEOUT_SECONDS", 30)
+IDENTIFY_MAX_SIDE = env_int("IDENTIFY_MAX_SIDE", 1024)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-unclassified": {
+        "task": "classifier.tasks.sweep_unclassified",
+        "schedule": CLASSIFICATION_SWEEP_SECONDS,
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -80,6 +80,8 @@ def decode_image(source: ImageSource, target_size: int | None = None) -> Image.I
     photo several times cheaper to decode; pass the smallest side the preprocessing needs
     (`PreprocessSpec.min_source_side`). Other formats are always decoded at full size.
     """
+    if target_size is not None and target_size < 1:
+        raise ValueError(f"target_size must be a positive integer, got {target_size}")
     _register_heif()
     if isinstance(source, bytes | bytearray | memoryview):
         fp: Any = io.BytesIO(bytes(source))
@@ -89,8 +91,6 @@ def decode_image(source: ImageSource, target_size: int | None = None) -> Image.I
         fp = source
     with Image.open(fp) as img:
         if target_size is not None and img.format == "JPEG":
-            if target_size < 1:
-                raise ValueError(f"target_size must be a positive integer, got {target_size}")
             # draft() picks the largest scale that keeps both sides >= the requested box.
             img.draft("RGB", (target_size, target_size))
         upright = ImageOps.exif_transpose(img)
@@ -171,7 +171,9 @@ class PreprocessSpec:
             if min(std) <= 0:
                 raise ValueError(f"std_rgb must be positive, got {list(std)}")
         if self.mode in ("xception", "unit") and (mean is not None or std is not None):
-            raise ValueError(f"mode {self.mode!r} uses fixed scaling: mean_rgb/std_rgb must be null")
+            raise ValueError(
+                f"mode {self.mode!r} uses fixed scaling: mean_rgb/std_rgb must be null"
+            )
 
     # -- factories -------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ classifier may import the domain while the domain never imports the classifier.
 
 from django.core.management.base import BaseCommand
 
+from classifier.services.demo import demo_classifier_ensure
 from observations.services.demo import DEMO_PASSWORDS, demo_seed
 
 
@@ -22,6 +23,11 @@ class Command(BaseCommand):
                 f"Campaign '{seed.campaign.name}' with {len(seed.taxa)} taxa in park '{seed.park.name}' "
                 "(boundary approximate)."
             )
+        )
+        version, created = demo_classifier_ensure(campaign=seed.campaign)
+        self.stdout.write(
+            f"{'Registered' if created else 'Kept'} {version.label} ({version.state}); "
+            "it is a demo model, not trained on real photos."
         )
         for username in seed.users:
             self.stdout.write(f"  demo user {username!r}, password {DEMO_PASSWORDS[username]!r}")
