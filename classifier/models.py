@@ -32,7 +32,9 @@ class ClassifierVersion(models.Model):
         TEN_CROP = "ten-crop", "ten crops (corners, centre, mirrored)"
 
     name = models.CharField(max_length=200)
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="classifier_versions")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="classifier_versions"
+    )
     backend = models.CharField(max_length=10, choices=Backend.choices)
     architecture = models.CharField(max_length=100, blank=True)
     input_size = models.PositiveIntegerField()
@@ -43,7 +45,9 @@ class ClassifierVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     temperature = models.FloatField(null=True, blank=True, help_text="Calibration temperature.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.CANDIDATE)
-    state_reason = models.TextField(blank=True, help_text="Why it is in this state (e.g. the gate).")
+    state_reason = models.TextField(
+        blank=True, help_text="Why it is in this state (e.g. the gate)."
+    )
     is_demo = models.BooleanField(
         default=False, help_text="A demo model, not trained on real photos: pages say so."
     )
@@ -62,7 +66,9 @@ class ClassifierVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["campaign"], condition=Q(state="active"), name="one_active_version_per_campaign"
+                fields=["campaign"],
+                condition=Q(state="active"),
+                name="one_active_version_per_campaign",
             )
         ]
 
@@ -81,12 +87,16 @@ class ClassifierLabel(models.Model):
     version = models.ForeignKey(ClassifierVersion, on_delete=models.CASCADE, related_name="labels")
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=300)
-    taxon = models.ForeignKey(Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    taxon = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["version", "index"]
         constraints = [
-            models.UniqueConstraint(fields=["version", "index"], name="classifier_label_index_unique")
+            models.UniqueConstraint(
+                fields=["version", "index"], name="classifier_label_index_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -96,11 +106,19 @@ class ClassifierLabel(models.Model):
 class Prediction(models.Model):
     """One rank of a version's top 5 for a sighting (photo empty) or for one of its photos."""
 
-    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="predictions")
-    photo = models.ForeignKey(Photo, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions")
-    version = models.ForeignKey(ClassifierVersion, on_delete=models.CASCADE, related_name="predictions")
+    observation = models.ForeignKey(
+        Observation, on_delete=models.CASCADE, related_name="predictions"
+    )
+    photo = models.ForeignKey(
+        Photo, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
+    )
+    version = models.ForeignKey(
+        ClassifierVersion, on_delete=models.CASCADE, related_name="predictions"
+    )
     rank = models.PositiveSmallIntegerField()
-    taxon = models.ForeignKey(Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    taxon = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     label = models.CharField(max_length=300)
     probability = models.FloatField()
     tta = models.CharField(max_length=10)

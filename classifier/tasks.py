@@ -30,8 +30,15 @@ def classify_observations(self, observation_ids: list[int]) -> dict:
         retries = self.request.retries or 0
         countdown = min(settings.CLASSIFICATION_RETRY_BACKOFF * 2**retries, 600)
         logger.warning("Retrying %s in %ss: %s", outcome.retry, countdown, outcome.errors)
-        classify_observations.apply_async(args=[outcome.retry], countdown=countdown, retries=retries + 1)
-    return {"classified": outcome.classified, "failed": outcome.failed, "retry": outcome.retry, "busy": outcome.busy}
+        classify_observations.apply_async(
+            args=[outcome.retry], countdown=countdown, retries=retries + 1
+        )
+    return {
+        "classified": outcome.classified,
+        "failed": outcome.failed,
+        "retry": outcome.retry,
+        "busy": outcome.busy,
+    }
 
 
 @shared_task(name="classifier.tasks.sweep_unclassified")

@@ -6,7 +6,14 @@ from observations.models import Campaign, Observation, Park, Photo, Taxon
 
 @admin.register(Taxon)
 class TaxonAdmin(admin.ModelAdmin):
-    list_display = ("scientific_name", "common_name", "rank", "family", "is_invasive", "is_sensitive")
+    list_display = (
+        "scientific_name",
+        "common_name",
+        "rank",
+        "family",
+        "is_invasive",
+        "is_sensitive",
+    )
     list_filter = ("is_invasive", "is_sensitive", "rank", "kingdom", "family")
     search_fields = ("scientific_name", "common_name", "family", "gbif_key")
 

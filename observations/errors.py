@@ -9,7 +9,12 @@ class ParkWatchError(Exception):
     status_code = 400
 
     def __init__(
-        self, detail: str, *, code: str = "invalid", field: str | None = None, status: int | None = None
+        self,
+        detail: str,
+        *,
+        code: str = "invalid",
+        field: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail

@@ -47,12 +47,21 @@ class Position:
 
 
 def is_sensitive(observation) -> bool:
-    """Sensitive by the reviewed taxon, the visitor's guess or the AI's top-1 taxon."""
+    """Sensitive by the reviewed taxon, the visitor's guess or any AI top-1 taxon.
+
+    "Any AI top-1" covers every classifier version and every photo's own top-1, not only the
+    sighting's current suggestion (read from the prefetched predictions when there are some).
+    """
     for name in ("final_taxon", "guess", "ai_taxon"):
         taxon = getattr(observation, name, None)
         if taxon is not None and taxon.is_sensitive:
             return True
-    return False
+    if observation.pk is None:
+        return False
+    return any(
+        row.rank == 1 and row.taxon is not None and row.taxon.is_sensitive
+        for row in observation.predictions.all()
+    )
 
 
 def generalise(latitude: float, longitude: float) -> tuple[float, float]:

@@ -146,7 +146,10 @@ class Observation(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     client_uuid = models.UUIDField(
-        null=True, blank=True, unique=True, help_text="Sent by the client so retries are idempotent."
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Sent by the client so retries are idempotent.",
     )
     observer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -235,7 +238,9 @@ class Photo(models.Model):
     class Meta:
         ordering = ["observation", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["observation", "position"], name="photo_position_unique")
+            models.UniqueConstraint(
+                fields=["observation", "position"], name="photo_position_unique"
+            )
         ]
 
     def __str__(self) -> str:

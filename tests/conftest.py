@@ -26,6 +26,10 @@ def _isolated_media(settings, tmp_path):
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": str(tmp_path / "private"), "base_url": None},
         },
+        "models": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "models"), "base_url": None},
+        },
     }
     cache.clear()
     yield
@@ -83,7 +87,9 @@ def taxa(db):
 
 @pytest.fixture
 def campaign(db, park, taxa):
-    campaign = CampaignFactory(name="Invasive plants of Ordesa", slug="ordesa-invasives", is_default=True)
+    campaign = CampaignFactory(
+        name="Invasive plants of Ordesa", slug="ordesa-invasives", is_default=True
+    )
     campaign.parks.add(park)
     campaign.taxa.add(*taxa)
     return campaign

@@ -63,7 +63,10 @@ def make_image(width: int = 640, height: int = 480, *, seed: int = 0) -> Image.I
     for i in range(8):
         x = (seed * 37 + i * 71) % width
         y = (seed * 59 + i * 43) % height
-        draw.ellipse((x, y, x + width // 4, y + height // 4), fill=((i * 40) % 256, 200 - i * 20, (seed * 13 + i * 30) % 256))
+        draw.ellipse(
+            (x, y, x + width // 4, y + height // 4),
+            fill=((i * 40) % 256, 200 - i * 20, (seed * 13 + i * 30) % 256),
+        )
     draw.rectangle((0, 0, width // 3, height // 5), fill=(250, 250, 250))  # marks "top left"
     return image
 
@@ -91,11 +94,18 @@ def make_photo(
     return buffer.getvalue()
 
 
-def upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
+def upload(
+    data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"
+) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type=content_type)
 
 
 def photo_upload(fmt: str = "JPEG", name: str | None = None, **kwargs) -> SimpleUploadedFile:
     extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}[fmt]
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}[fmt]
+    content_type = {
+        "JPEG": "image/jpeg",
+        "PNG": "image/png",
+        "WEBP": "image/webp",
+        "HEIF": "image/heic",
+    }[fmt]
     return upload(make_photo(fmt, **kwargs), name or f"photo.{extension}", content_type)

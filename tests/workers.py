@@ -45,17 +45,48 @@ def worker_env(**overrides) -> dict[str, str]:
 def celery_worker(*, queues: str = "inference,default", beat: bool = False, log_path: Path, **env):
     """Start `celery -A webapp worker` as a real process; stop it (SIGTERM, then SIGKILL)."""
     command = [
-        sys.executable, "-m", "celery", "-A", "webapp", "worker",
-        "-Q", queues, "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "webapp",
+        "worker",
+        "-Q",
+        queues,
+        "--concurrency",
+        "1",
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--purge",
+        "--hostname",
+        f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
     ]
     if beat:
         command += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
     log = log_path.open("ab")
     process = subprocess.Popen(
-        command, cwd=ROOT, env=worker_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command,
+        cwd=ROOT,
+        env=worker_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
+        # `--purge` empties the queues at start-up: publish nothing before the worker is ready.
+        wait_for(
+            lambda: b" ready." in log_path.read_bytes() or process.poll() is not None,
+            timeout=60,
+            log_path=log_path,
+        )
+        if process.poll() is not None:
+            raise AssertionError(
+                f"the worker exited:\n{log_path.read_text(errors='replace')[-4000:]}"
+            )
         yield process
     finally:
         if process.poll() is None:
@@ -82,4 +113,6 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.25, log_path: Pat
             return value
         time.sleep(interval)
     tail = log_path.read_text(errors="replace")[-4000:] if log_path and log_path.exists() else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__name__}\n--- worker log ---\n{tail}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {predicate.__name__}\n--- worker log ---\n{tail}"
+    )

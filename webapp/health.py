@@ -36,7 +36,11 @@ def _check_storage() -> None:
 def readyz(request):
     """Database, broker and storage reachable: 200, else 503 naming what is down."""
     checks = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker), ("storage", _check_storage)):
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("storage", _check_storage),
+    ):
         started = time.monotonic()
         try:
             check()
@@ -45,4 +49,6 @@ def readyz(request):
         else:
             checks[name] = {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
     ready = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -48,7 +48,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 # The default key only exists so that `make run` works out of the box; production refuses it.
-_DEV_SECRET_KEY = "parkwatch-insecure-development-key-change-me"
+_DEV_SECRET_KEY = "parkwatch-insecure-development-key-change-me"  # noqa: S105
 SECRET_KEY = env("SECRET_KEY", _DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -170,12 +170,18 @@ if AWS_STORAGE_BUCKET_NAME:
         "file_overwrite": False,
     }
     STORAGES = {
-        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3, "location": "public"}},
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**_s3, "location": "public"},
+        },
         "originals": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {**_s3, "location": "originals", "querystring_expire": 300},
         },
-        "models": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_s3, "location": "models"}},
+        "models": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**_s3, "location": "models"},
+        },
     }
 else:
     STORAGES = {
@@ -214,12 +220,15 @@ UPLOAD_RATE = env("UPLOAD_RATE", "60/hour")
 # Map tiles for the Leaflet maps (any XYZ tile server; nothing else is loaded from outside).
 MAP_TILE_URL = env("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_TILE_ATTRIBUTION = env(
-    "MAP_TILE_ATTRIBUTION", '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>'
+    "MAP_TILE_ATTRIBUTION",
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>',
 )
 
 # Cache: local memory by default (one process), Redis when REDIS_URL is set.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -244,7 +253,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "observations.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"uploads": UPLOAD_RATE},
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": UPLOAD_RATE,
+        "identify": env("IDENTIFY_RATE", "120/hour"),
+    },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "NUM_PROXIES": env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None,

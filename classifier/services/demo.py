@@ -16,12 +16,16 @@ DEMO_NAME = "Demo classifier"
 
 def demo_classifier_ensure(*, campaign: Campaign) -> tuple[ClassifierVersion, bool]:
     """Register and activate the demo classifier unless the campaign already has one."""
-    existing = ClassifierVersion.objects.filter(campaign=campaign, is_demo=True).order_by("pk").first()
+    existing = (
+        ClassifierVersion.objects.filter(campaign=campaign, is_demo=True).order_by("pk").first()
+    )
     if existing is not None:
         if not campaign.classifier_versions.filter(state=ClassifierVersion.State.ACTIVE).exists():
             version_activate(version=existing, reason="Demo classifier for a fresh install.")
         return existing, False
-    labels = list(campaign.taxa.order_by("scientific_name").values_list("scientific_name", flat=True))
+    labels = list(
+        campaign.taxa.order_by("scientific_name").values_list("scientific_name", flat=True)
+    )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "parkwatch-demo.keras"
         write_demo_model(path, len(labels))

@@ -52,7 +52,9 @@ def configure_tensorflow_once() -> None:
     from classifier.engine.inference import configure_tensorflow
 
     threads = settings.TF_INTRA_OP_THREADS or None
-    configure_tensorflow(intra_op_threads=threads, inter_op_threads=1 if threads else None, memory_growth=True)
+    configure_tensorflow(
+        intra_op_threads=threads, inter_op_threads=1 if threads else None, memory_growth=True
+    )
 
 
 def classifier_for(version: ClassifierVersion):
@@ -78,11 +80,21 @@ def observations_claim(*, hint_ids: list[int], limit: int) -> tuple[list[int], o
         Q(classification_claimed_until__isnull=True) | Q(classification_claimed_until__lt=now)
     )
     with transaction.atomic():
-        locked = waiting.select_for_update(skip_locked=True) if connection.features.has_select_for_update_skip_locked else waiting
-        ids = list(locked.filter(pk__in=hint_ids).order_by("received_at").values_list("pk", flat=True)[:limit])
+        locked = (
+            waiting.select_for_update(skip_locked=True)
+            if connection.features.has_select_for_update_skip_locked
+            else waiting
+        )
+        ids = list(
+            locked.filter(pk__in=hint_ids)
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:limit]
+        )
         if len(ids) < limit:
             ids += list(
-                locked.exclude(pk__in=ids).order_by("received_at").values_list("pk", flat=True)[: limit - len(ids)]
+                locked.exclude(pk__in=ids)
+                .order_by("received_at")
+                .values_list("pk", flat=True)[: limit - len(ids)]
             )
         if ids:
             Observation.objects.filter(pk__in=ids).update(
@@ -95,7 +107,9 @@ def observations_claim(*, hint_ids: list[int], limit: int) -> tuple[list[int], o
 def classify_pending(*, hint_ids: list[int], batch_size: int | None = None) -> BatchOutcome:
     """Claim a batch (the hinted sightings first), classify it, write the results."""
     outcome = BatchOutcome()
-    ids, lease = observations_claim(hint_ids=hint_ids, limit=batch_size or settings.CLASSIFIER_BATCH_SIZE)
+    ids, lease = observations_claim(
+        hint_ids=hint_ids, limit=batch_size or settings.CLASSIFIER_BATCH_SIZE
+    )
     outcome.busy = list(
         Observation.objects.filter(
             pk__in=set(hint_ids) - set(ids),
@@ -107,7 +121,9 @@ def classify_pending(*, hint_ids: list[int], batch_size: int | None = None) -> B
         return outcome
 
     observations = list(
-        Observation.objects.filter(pk__in=ids).select_related("campaign").prefetch_related("campaign__taxa")
+        Observation.objects.filter(pk__in=ids)
+        .select_related("campaign")
+        .prefetch_related("campaign__taxa")
     )
     by_campaign: dict[int, list[Observation]] = defaultdict(list)
     for observation in observations:
@@ -117,7 +133,13 @@ def classify_pending(*, hint_ids: list[int], batch_size: int | None = None) -> B
         version = active_version(campaign_id=campaign_id)
         if version is None:
             for observation in group:
-                _fail(observation, lease, "No active classifier for this campaign: an admin must activate one.", outcome, final=True)
+                _fail(
+                    observation,
+                    lease,
+                    "No active classifier for this campaign: an admin must activate one.",
+                    outcome,
+                    final=True,
+                )
             continue
         try:
             classifier = classifier_for(version)
@@ -176,19 +198,35 @@ def _classify_group(group, version, classifier, lease, outcome: BatchOutcome) ->
         rows_by_observation[observation.pk].append(row)
     for observation in {o.pk: o for o in owners}.values():
         rows = rows_by_observation[observation.pk]
-        _write(observation, version, labels, probabilities[rows], [photo_rows[r] for r in rows], lease, outcome)
+        _write(
+            observation,
+            version,
+            labels,
+            probabilities[rows],
+            [photo_rows[r] for r in rows],
+            lease,
+            outcome,
+        )
 
 
-def _write(observation, version, labels, per_photo: np.ndarray, photos, lease, outcome: BatchOutcome) -> None:
+def _write(
+    observation, version, labels, per_photo: np.ndarray, photos, lease, outcome: BatchOutcome
+) -> None:
     merged = merge(per_photo)
     best = top_k(merged, TOP_K)
     top_probabilities = np.array([p for _, p in best], dtype=np.float64)
-    spread = float(entropy(top_probabilities / top_probabilities.sum())) if top_probabilities.sum() > 0 else 0.0
+    spread = (
+        float(entropy(top_probabilities / top_probabilities.sum()))
+        if top_probabilities.sum() > 0
+        else 0.0
+    )
     top_label = labels[best[0][0]]
     now = timezone.now()
     with transaction.atomic():
         won = Observation.objects.filter(
-            pk=observation.pk, status=Observation.Status.RECEIVED, classification_claimed_until=lease
+            pk=observation.pk,
+            status=Observation.Status.RECEIVED,
+            classification_claimed_until=lease,
         ).update(
             status=Observation.Status.CLASSIFIED,
             status_detail="",
@@ -200,7 +238,9 @@ def _write(observation, version, labels, per_photo: np.ndarray, photos, lease, o
             classification_claimed_until=None,
         )
         if not won:
-            logger.info("Sighting %s was classified by another worker; keeping theirs.", observation.pk)
+            logger.info(
+                "Sighting %s was classified by another worker; keeping theirs.", observation.pk
+            )
             return
         predictions = [
             Prediction(
@@ -241,7 +281,9 @@ def _fail(observation, lease, reason: str, outcome: BatchOutcome, *, final: bool
         if current.update(classification_claimed_until=None, status_detail=reason[:2000]):
             outcome.retry.append(observation.pk)
     elif current.update(
-        status=Observation.Status.CLASSIFICATION_FAILED, status_detail=reason[:2000], classification_claimed_until=None
+        status=Observation.Status.CLASSIFICATION_FAILED,
+        status_detail=reason[:2000],
+        classification_claimed_until=None,
     ):
         outcome.failed.append(observation.pk)
     outcome.errors[observation.pk] = reason
@@ -266,7 +308,9 @@ def observations_sweep() -> list[int]:
     ).update(status=Observation.Status.RECEIVED, classification_claimed_until=None, updated_at=now)
     return list(
         Observation.objects.filter(status=Observation.Status.RECEIVED, received_at__lt=grace)
-        .filter(Q(classification_claimed_until__isnull=True) | Q(classification_claimed_until__lt=now))
+        .filter(
+            Q(classification_claimed_until__isnull=True) | Q(classification_claimed_until__lt=now)
+        )
         .order_by("received_at")
         .values_list("pk", flat=True)[: settings.CLASSIFICATION_SWEEP_LIMIT]
     )
@@ -276,13 +320,21 @@ def identify(*, images: list[bytes], campaign_id: int) -> dict:
     """Top 5 for 1-5 photos of one organism, nothing stored (the identify endpoint)."""
     version = active_version(campaign_id=campaign_id)
     if version is None:
-        return {"error": "no_active_classifier", "detail": "No active classifier for this campaign."}
+        return {
+            "error": "no_active_classifier",
+            "detail": "No active classifier for this campaign.",
+        }
     classifier = classifier_for(version)
     per_photo = classifier.predict_images([classifier.decode(data) for data in images])
     labels = list(version.labels.all())
     merged = merge(per_photo)
     return {
-        "version": {"id": version.pk, "name": version.name, "is_demo": version.is_demo, "tta": version.tta},
+        "version": {
+            "id": version.pk,
+            "name": version.name,
+            "is_demo": version.is_demo,
+            "tta": version.tta,
+        },
         "results": [
             {
                 "rank": rank,

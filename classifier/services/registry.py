@@ -71,13 +71,21 @@ def version_register(
     """Copy the weights into storage (with their sha256) and record a candidate version."""
     weights_path = Path(weights_path)
     if not weights_path.is_file():
-        raise RegistryError(f"No weights file at {weights_path}.", code="weights_missing", field="weights")
+        raise RegistryError(
+            f"No weights file at {weights_path}.", code="weights_missing", field="weights"
+        )
     if backend not in ClassifierVersion.Backend.values:
-        raise RegistryError(f"Unknown backend {backend!r}.", code="invalid_backend", field="backend")
+        raise RegistryError(
+            f"Unknown backend {backend!r}.", code="invalid_backend", field="backend"
+        )
     if tta not in ClassifierVersion.TTA.values:
-        raise RegistryError(f"Unknown test-time augmentation {tta!r}.", code="invalid_tta", field="tta")
+        raise RegistryError(
+            f"Unknown test-time augmentation {tta!r}.", code="invalid_tta", field="tta"
+        )
     if not labels:
-        raise RegistryError("A classifier needs at least one label.", code="labels_missing", field="labels")
+        raise RegistryError(
+            "A classifier needs at least one label.", code="labels_missing", field="labels"
+        )
     if len(set(labels)) != len(labels):
         raise RegistryError("The labels are not unique.", code="labels_not_unique", field="labels")
 
@@ -101,7 +109,11 @@ def version_register(
         created_by=created_by,
     )
     with weights_path.open("rb") as handle:
-        version.weights.save(f"{weights_path.stem}-{version.weights_sha256[:12]}{''.join(weights_path.suffixes)}", File(handle), save=False)
+        version.weights.save(
+            f"{weights_path.stem}-{version.weights_sha256[:12]}{''.join(weights_path.suffixes)}",
+            File(handle),
+            save=False,
+        )
     try:
         version.save()
         taxa = taxa_for_labels(labels, create_missing=create_missing_taxa)
@@ -112,7 +124,9 @@ def version_register(
     except BaseException:
         version.weights.storage.delete(version.weights.name)
         raise
-    logger.info("Registered classifier %s (%s, sha256 %s)", version, backend, version.weights_sha256[:12])
+    logger.info(
+        "Registered classifier %s (%s, sha256 %s)", version, backend, version.weights_sha256[:12]
+    )
     return version
 
 
@@ -136,7 +150,10 @@ def do_version_activate(*, version: ClassifierVersion, reason: str = "") -> Clas
     (
         ClassifierVersion.objects.select_for_update()
         .filter(campaign_id=version.campaign_id, state=ClassifierVersion.State.ACTIVE)
-        .update(state=ClassifierVersion.State.RETIRED, state_reason=f"Replaced by {version.label} on {now:%Y-%m-%d %H:%M} UTC.")
+        .update(
+            state=ClassifierVersion.State.RETIRED,
+            state_reason=f"Replaced by {version.label} on {now:%Y-%m-%d %H:%M} UTC.",
+        )
     )
     version.state = ClassifierVersion.State.ACTIVE
     version.activated_at = now
@@ -153,7 +170,9 @@ def version_activate(*, version: ClassifierVersion, reason: str = "") -> Classif
 
 def active_version(*, campaign_id: int) -> ClassifierVersion | None:
     return (
-        ClassifierVersion.objects.filter(campaign_id=campaign_id, state=ClassifierVersion.State.ACTIVE)
+        ClassifierVersion.objects.filter(
+            campaign_id=campaign_id, state=ClassifierVersion.State.ACTIVE
+        )
         .prefetch_related("labels__taxon")
         .first()
     )
@@ -177,7 +196,9 @@ def local_weights(version: ClassifierVersion) -> Path:
                 shutil.copyfileobj(source, target, 1 << 20)
             partial.rename(path)
     if not path.exists():
-        raise RegistryError(f"The weights of {version.label} are missing from storage.", code="weights_missing")
+        raise RegistryError(
+            f"The weights of {version.label} are missing from storage.", code="weights_missing"
+        )
     try:
         verify_sha256(path, version.weights_sha256)
     except WeightsIntegrityError as exc:

@@ -28,6 +28,8 @@ def classification_request(*, observation_ids: Iterable[int]) -> bool:
             retry=False,
         )
     except Exception:
-        logger.warning("Could not enqueue classification of %s; the sweeper will retry.", ids, exc_info=True)
+        logger.warning(
+            "Could not enqueue classification of %s; the sweeper will retry.", ids, exc_info=True
+        )
         return False
     return True

@@ -35,25 +35,121 @@ ORDESA_BOUNDARY = {
 
 # (scientific name, authorship, common name, Spanish name, family, invasive, sensitive)
 DEMO_TAXA = [
-    ("Buddleja davidii", "Franch.", "Butterfly bush", "Arbusto de las mariposas", "Scrophulariaceae", True, False),
-    ("Reynoutria japonica", "Houtt.", "Japanese knotweed", "Hierba nudosa japonesa", "Polygonaceae", True, False),
-    ("Ailanthus altissima", "(Mill.) Swingle", "Tree of heaven", "Ailanto", "Simaroubaceae", True, False),
+    (
+        "Buddleja davidii",
+        "Franch.",
+        "Butterfly bush",
+        "Arbusto de las mariposas",
+        "Scrophulariaceae",
+        True,
+        False,
+    ),
+    (
+        "Reynoutria japonica",
+        "Houtt.",
+        "Japanese knotweed",
+        "Hierba nudosa japonesa",
+        "Polygonaceae",
+        True,
+        False,
+    ),
+    (
+        "Ailanthus altissima",
+        "(Mill.) Swingle",
+        "Tree of heaven",
+        "Ailanto",
+        "Simaroubaceae",
+        True,
+        False,
+    ),
     ("Robinia pseudoacacia", "L.", "Black locust", "Falsa acacia", "Fabaceae", True, False),
-    ("Impatiens glandulifera", "Royle", "Himalayan balsam", "Balsamina del Himalaya", "Balsaminaceae", True, False),
-    ("Senecio inaequidens", "DC.", "Narrow-leaved ragwort", "Senecio del Cabo", "Asteraceae", True, False),
-    ("Cortaderia selloana", "(Schult. & Schult.f.) Asch. & Graebn.", "Pampas grass", "Hierba de la Pampa", "Poaceae", True, False),
+    (
+        "Impatiens glandulifera",
+        "Royle",
+        "Himalayan balsam",
+        "Balsamina del Himalaya",
+        "Balsaminaceae",
+        True,
+        False,
+    ),
+    (
+        "Senecio inaequidens",
+        "DC.",
+        "Narrow-leaved ragwort",
+        "Senecio del Cabo",
+        "Asteraceae",
+        True,
+        False,
+    ),
+    (
+        "Cortaderia selloana",
+        "(Schult. & Schult.f.) Asch. & Graebn.",
+        "Pampas grass",
+        "Hierba de la Pampa",
+        "Poaceae",
+        True,
+        False,
+    ),
     ("Erigeron canadensis", "L.", "Canadian horseweed", "Coniza", "Asteraceae", True, False),
-    ("Solidago canadensis", "L.", "Canada goldenrod", "Vara de oro canadiense", "Asteraceae", True, False),
-    ("Heracleum mantegazzianum", "Sommier & Levier", "Giant hogweed", "Perejil gigante", "Apiaceae", True, False),
+    (
+        "Solidago canadensis",
+        "L.",
+        "Canada goldenrod",
+        "Vara de oro canadiense",
+        "Asteraceae",
+        True,
+        False,
+    ),
+    (
+        "Heracleum mantegazzianum",
+        "Sommier & Levier",
+        "Giant hogweed",
+        "Perejil gigante",
+        "Apiaceae",
+        True,
+        False,
+    ),
     ("Arundo donax", "L.", "Giant reed", "Caña común", "Poaceae", True, False),
-    ("Symphyotrichum novi-belgii", "(L.) G.L.Nesom", "New York aster", "Áster de Nueva York", "Asteraceae", True, False),
+    (
+        "Symphyotrichum novi-belgii",
+        "(L.) G.L.Nesom",
+        "New York aster",
+        "Áster de Nueva York",
+        "Asteraceae",
+        True,
+        False,
+    ),
     # Native look-alikes a visitor may confuse with the invasives above.
     ("Heracleum sphondylium", "L.", "Common hogweed", "Pie de oso", "Apiaceae", False, False),
-    ("Jacobaea vulgaris", "Gaertn.", "Common ragwort", "Hierba de Santiago", "Asteraceae", False, False),
-    ("Impatiens noli-tangere", "L.", "Touch-me-not balsam", "Hierba de Santa Catalina", "Balsaminaceae", False, False),
+    (
+        "Jacobaea vulgaris",
+        "Gaertn.",
+        "Common ragwort",
+        "Hierba de Santiago",
+        "Asteraceae",
+        False,
+        False,
+    ),
+    (
+        "Impatiens noli-tangere",
+        "L.",
+        "Touch-me-not balsam",
+        "Hierba de Santa Catalina",
+        "Balsaminaceae",
+        False,
+        False,
+    ),
     ("Solidago virgaurea", "L.", "European goldenrod", "Vara de oro", "Asteraceae", False, False),
     # Protected in the park: its positions are generalised in every public output.
-    ("Cypripedium calceolus", "L.", "Lady's-slipper orchid", "Zapatito de dama", "Orchidaceae", False, True),
+    (
+        "Cypripedium calceolus",
+        "L.",
+        "Lady's-slipper orchid",
+        "Zapatito de dama",
+        "Orchidaceae",
+        False,
+        True,
+    ),
 ]
 
 DEMO_PASSWORDS = {
@@ -124,7 +220,11 @@ def demo_seed(*, with_users: bool = True) -> DemoSeed:
     users = {}
     if with_users:
         User = get_user_model()
-        for username, group in (("visitor", VISITOR_GROUP), ("curator", CURATOR_GROUP), ("admin", ADMIN_GROUP)):
+        for username, group in (
+            ("visitor", VISITOR_GROUP),
+            ("curator", CURATOR_GROUP),
+            ("admin", ADMIN_GROUP),
+        ):
             user, created = User.objects.get_or_create(
                 username=username, defaults={"email": f"{username}@parkwatch.invalid"}
             )

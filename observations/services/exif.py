@@ -102,8 +102,10 @@ def _coordinate(dms, ref, negative_ref: str, limit: float) -> float | None:
     numbers = [_number(part) for part in parts[:3]]
     if not numbers or any(n is None for n in numbers):
         return None
-    degrees = numbers[0] + (numbers[1] / 60 if len(numbers) > 1 else 0) + (
-        numbers[2] / 3600 if len(numbers) > 2 else 0
+    degrees = (
+        numbers[0]
+        + (numbers[1] / 60 if len(numbers) > 1 else 0)
+        + (numbers[2] / 3600 if len(numbers) > 2 else 0)
     )
     if _ref(ref) == negative_ref:
         degrees = -degrees

@@ -94,8 +94,11 @@ def describe_format(head: bytes) -> str:
     return "not an image ParkWatch can read"
 
 
-def photo_inspect(upload, *, index: int = 0) -> InspectedPhoto:
-    """Check one uploaded file and make its public copy and thumbnail; raise PhotoRejected."""
+def photo_inspect(upload, *, index: int = 0, public_max_side: int | None = None) -> InspectedPhoto:
+    """Check one uploaded file and make its public copy and thumbnail; raise PhotoRejected.
+
+    `public_max_side` overrides the public copy's long side (identify sends smaller copies).
+    """
     size = upload.size
     if size is None:
         upload.seek(0, io.SEEK_END)
@@ -122,7 +125,9 @@ def photo_inspect(upload, *, index: int = 0) -> InspectedPhoto:
 
     upload.seek(0)
     digest = hashlib.sha256()
-    for chunk in upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b""):
+    for chunk in (
+        upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b"")
+    ):
         digest.update(chunk)
     upload.seek(0)
 
@@ -139,7 +144,9 @@ def photo_inspect(upload, *, index: int = 0) -> InspectedPhoto:
                     index=index,
                 )
             metadata = read_metadata(image)
-            public, thumbnail = _derivatives(image, fmt)
+            public, thumbnail = _derivatives(
+                image, fmt, public_max_side or settings.PHOTO_PUBLIC_MAX_SIDE
+            )
     except PhotoRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -177,19 +184,20 @@ def photo_inspect(upload, *, index: int = 0) -> InspectedPhoto:
     )
 
 
-def _derivatives(image: Image.Image, fmt: str) -> tuple[Image.Image, Image.Image]:
+def _derivatives(image: Image.Image, fmt: str, max_side: int) -> tuple[Image.Image, Image.Image]:
     """Decode the whole image (so truncation shows) and make the public copy and thumbnail.
 
     The copies are new images re-encoded from pixels: no EXIF, GPS or other metadata survives.
     """
-    max_side = settings.PHOTO_PUBLIC_MAX_SIDE
     if fmt == "JPEG":
         # Decode at a reduced DCT scale when the photo is far larger than the public copy;
         # every byte of entropy-coded data is still read, so truncation is still detected.
         image.draft("RGB", (max_side, max_side))
     image.load()
     oriented = ImageOps.exif_transpose(image)
-    if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
+    if oriented.mode in ("RGBA", "LA", "PA") or (
+        oriented.mode == "P" and "transparency" in oriented.info
+    ):
         rgba = oriented.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, mask=rgba.getchannel("A"))

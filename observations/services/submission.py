@@ -154,9 +154,10 @@ def _inspect_photos(photos: Sequence) -> list[InspectedPhoto]:
 
 
 def _default_campaign() -> Campaign:
-    campaign = Campaign.objects.filter(is_default=True).first() or Campaign.objects.filter(
-        is_active=True
-    ).first()
+    campaign = (
+        Campaign.objects.filter(is_default=True).first()
+        or Campaign.objects.filter(is_active=True).first()
+    )
     if campaign is None:
         raise ParkWatchError(
             "No campaign is open for sightings yet (an admin must create one).",
@@ -198,13 +199,17 @@ def _settle_position(inspected, latitude, longitude, accuracy_m, source):
                 field="position_source",
             )
     if not -90 <= latitude <= 90:
-        raise ParkWatchError("Latitude must be between -90 and 90.", code="invalid_latitude", field="latitude")
+        raise ParkWatchError(
+            "Latitude must be between -90 and 90.", code="invalid_latitude", field="latitude"
+        )
     if not -180 <= longitude <= 180:
         raise ParkWatchError(
             "Longitude must be between -180 and 180.", code="invalid_longitude", field="longitude"
         )
     if accuracy_m is not None and accuracy_m < 0:
-        raise ParkWatchError("Accuracy cannot be negative.", code="invalid_accuracy", field="accuracy_m")
+        raise ParkWatchError(
+            "Accuracy cannot be negative.", code="invalid_accuracy", field="accuracy_m"
+        )
     return latitude, longitude, accuracy_m, altitude_m, source
 
 
@@ -230,7 +235,9 @@ def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> 
         observed_at = observed_at.replace(tzinfo=_local_zone(park))
     if observed_at > timezone.now() + FUTURE_TOLERANCE:
         raise ParkWatchError(
-            "The observation time is in the future.", code="observed_at_in_future", field="observed_at"
+            "The observation time is in the future.",
+            code="observed_at_in_future",
+            field="observed_at",
         )
     return observed_at
 
@@ -238,9 +245,7 @@ def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> 
 def _possible_duplicate_of(inspected: list[InspectedPhoto]) -> Observation | None:
     """The earliest sighting with an identical or near-identical photo, if any."""
     hashes = [photo.sha256 for photo in inspected]
-    identical = (
-        Photo.objects.filter(sha256__in=hashes).order_by("observation__received_at").first()
-    )
+    identical = Photo.objects.filter(sha256__in=hashes).order_by("observation__received_at").first()
     if identical is not None:
         return identical.observation
     band_filter = Q()
@@ -260,7 +265,9 @@ def _possible_duplicate_of(inspected: list[InspectedPhoto]) -> Observation | Non
     return None
 
 
-def _store_photo(observation: Observation, position: int, photo: InspectedPhoto, stored: list) -> None:
+def _store_photo(
+    observation: Observation, position: int, photo: InspectedPhoto, stored: list
+) -> None:
     stem = f"{observation.uuid.hex}-{position + 1}"
     row = Photo(
         observation=observation,

@@ -62,6 +62,8 @@ def test_it_ignores_the_null_island_position_broken_gps_writes():
 
 def test_it_reads_exif_from_png_webp_and_heic():
     for fmt in ("PNG", "WEBP", "HEIF"):
-        meta = metadata_of(make_photo(fmt, gps=(42.6415, -0.0532), taken_at=datetime(2026, 5, 2, 9, 0)))
+        meta = metadata_of(
+            make_photo(fmt, gps=(42.6415, -0.0532), taken_at=datetime(2026, 5, 2, 9, 0))
+        )
         assert abs(meta.latitude - 42.6415) < 1e-5, fmt
         assert abs(meta.longitude + 0.0532) < 1e-5, fmt

@@ -32,7 +32,10 @@ def test_it_handles_multipolygons():
     west, east = square(42.0, 0.0, 0.1), square(42.0, 1.0, 0.1)
     park = ParkFactory(
         slug="two-parts",
-        boundary={"type": "MultiPolygon", "coordinates": [west["coordinates"], east["coordinates"]]},
+        boundary={
+            "type": "MultiPolygon",
+            "coordinates": [west["coordinates"], east["coordinates"]],
+        },
     )
 
     assert park_for_point(latitude=42.0, longitude=1.0) == park
@@ -43,8 +46,14 @@ def test_it_handles_multipolygons():
     "boundary",
     [
         {"type": "Point", "coordinates": [0, 0]},
-        {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},  # crosses itself
-        {"type": "Polygon", "coordinates": [[[0, 100], [1, 100], [1, 101], [0, 100]]]},  # latitude 100
+        {
+            "type": "Polygon",
+            "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+        },  # crosses itself
+        {
+            "type": "Polygon",
+            "coordinates": [[[0, 100], [1, 100], [1, 101], [0, 100]]],
+        },  # latitude 100
         {"type": "Polygon", "coordinates": "nonsense"},
     ],
 )

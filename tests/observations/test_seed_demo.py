@@ -19,7 +19,12 @@ def test_it_creates_the_default_campaign_park_taxa_and_users():
     assert park.boundary_is_approximate
     assert park_for_point(latitude=42.6415, longitude=-0.0532) == park  # the Ordesa valley
     invasive = set(campaign.taxa.filter(is_invasive=True).values_list("scientific_name", flat=True))
-    assert {"Buddleja davidii", "Reynoutria japonica", "Ailanthus altissima", "Heracleum mantegazzianum"} <= invasive
+    assert {
+        "Buddleja davidii",
+        "Reynoutria japonica",
+        "Ailanthus altissima",
+        "Heracleum mantegazzianum",
+    } <= invasive
     assert len(invasive) >= 10
     assert campaign.taxa.filter(is_invasive=False).count() >= 3  # native look-alikes
     assert Taxon.objects.filter(is_sensitive=True).exists()

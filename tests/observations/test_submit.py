@@ -17,7 +17,11 @@ JUNE_FIRST = datetime(2026, 6, 1, 10, 30)
 
 def test_it_takes_position_accuracy_altitude_and_time_from_exif(campaign, park):
     result = observation_submit(
-        photos=[photo_upload(gps=ORDESA, accuracy=6, altitude=1320, taken_at=JUNE_FIRST, offset="+02:00")]
+        photos=[
+            photo_upload(
+                gps=ORDESA, accuracy=6, altitude=1320, taken_at=JUNE_FIRST, offset="+02:00"
+            )
+        ]
     )
     observation = result.observation
 
@@ -33,7 +37,9 @@ def test_it_takes_position_accuracy_altitude_and_time_from_exif(campaign, park):
 
 
 def test_an_exif_time_without_offset_is_read_in_the_park_time_zone(campaign):
-    observation = observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)]).observation
+    observation = observation_submit(
+        photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)]
+    ).observation
 
     # Madrid is UTC+2 in June.
     assert observation.observed_at == datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
@@ -59,7 +65,10 @@ def test_sent_values_override_exif_and_the_source_is_stored(campaign):
 
 def test_a_photo_without_exif_is_fine_when_the_position_and_time_are_sent(campaign):
     observation = observation_submit(
-        photos=[photo_upload()], latitude=ORDESA[0], longitude=ORDESA[1], observed_at=dj_timezone.now()
+        photos=[photo_upload()],
+        latitude=ORDESA[0],
+        longitude=ORDESA[1],
+        observed_at=dj_timezone.now(),
     ).observation
 
     assert observation.position_source == Observation.PositionSource.DEVICE
@@ -77,7 +86,9 @@ def test_no_position_anywhere_is_refused_and_says_so(campaign, settings):
 
 
 def test_a_sighting_outside_every_park_is_kept_without_a_park(campaign):
-    observation = observation_submit(photos=[photo_upload(gps=OUTSIDE, taken_at=JUNE_FIRST)]).observation
+    observation = observation_submit(
+        photos=[photo_upload(gps=OUTSIDE, taken_at=JUNE_FIRST)]
+    ).observation
 
     assert observation.park is None
     assert Observation.objects.filter(pk=observation.pk).exists()
@@ -85,12 +96,20 @@ def test_a_sighting_outside_every_park_is_kept_without_a_park(campaign):
 
 @pytest.mark.parametrize(
     ("latitude", "longitude", "field"),
-    [(90.5, 0, "latitude"), (-91, 0, "latitude"), (42, 180.01, "longitude"), (42, -200, "longitude")],
+    [
+        (90.5, 0, "latitude"),
+        (-91, 0, "latitude"),
+        (42, 180.01, "longitude"),
+        (42, -200, "longitude"),
+    ],
 )
 def test_coordinates_out_of_range_are_refused(campaign, latitude, longitude, field):
     with pytest.raises(ParkWatchError) as excinfo:
         observation_submit(
-            photos=[photo_upload()], latitude=latitude, longitude=longitude, observed_at=dj_timezone.now()
+            photos=[photo_upload()],
+            latitude=latitude,
+            longitude=longitude,
+            observed_at=dj_timezone.now(),
         )
 
     assert excinfo.value.field == field
@@ -177,7 +196,9 @@ def test_a_failure_while_storing_removes_the_files_already_written(campaign, set
 
 
 def test_it_stores_the_original_privately_and_the_derivatives_publicly(campaign, settings):
-    observation = observation_submit(photos=[photo_upload("PNG", gps=ORDESA, taken_at=JUNE_FIRST)]).observation
+    observation = observation_submit(
+        photos=[photo_upload("PNG", gps=ORDESA, taken_at=JUNE_FIRST)]
+    ).observation
     photo = observation.photos.get()
 
     assert photo.original.path.startswith(str(settings.PRIVATE_MEDIA_ROOT))
@@ -191,8 +212,12 @@ def test_it_stores_the_original_privately_and_the_derivatives_publicly(campaign,
 
 def test_it_returns_the_first_observation_for_a_repeated_client_uuid(campaign):
     client_uuid = uuid.uuid4()
-    first = observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid)
-    again = observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid)
+    first = observation_submit(
+        photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid
+    )
+    again = observation_submit(
+        photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid
+    )
 
     assert first.created and not again.created
     assert again.observation.pk == first.observation.pk
@@ -202,11 +227,17 @@ def test_it_returns_the_first_observation_for_a_repeated_client_uuid(campaign):
 
 def test_another_users_client_uuid_is_a_conflict(campaign, visitor, other_visitor):
     client_uuid = uuid.uuid4()
-    observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid, observer=visitor)
+    observation_submit(
+        photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)],
+        client_uuid=client_uuid,
+        observer=visitor,
+    )
 
     with pytest.raises(Conflict):
         observation_submit(
-            photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], client_uuid=client_uuid, observer=other_visitor
+            photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)],
+            client_uuid=client_uuid,
+            observer=other_visitor,
         )
 
 
@@ -214,7 +245,9 @@ def test_an_identical_photo_marks_the_new_sighting_a_possible_duplicate(campaign
     data = make_photo(gps=ORDESA, taken_at=JUNE_FIRST, seed=3)
     first = observation_submit(photos=[upload(data)]).observation
     second = observation_submit(photos=[upload(make_photo(seed=9)), upload(data)]).observation
-    unrelated = observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST, seed=5)]).observation
+    unrelated = observation_submit(
+        photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST, seed=5)]
+    ).observation
 
     assert second.possible_duplicate_of == first
     assert unrelated.possible_duplicate_of is None
@@ -231,7 +264,10 @@ def test_a_near_identical_photo_marks_a_possible_duplicate(campaign):
     Image.open(io.BytesIO(data)).resize((600, 450)).save(smaller, "JPEG", quality=70)
 
     second = observation_submit(
-        photos=[upload(smaller.getvalue())], latitude=ORDESA[0], longitude=ORDESA[1], observed_at=dj_timezone.now()
+        photos=[upload(smaller.getvalue())],
+        latitude=ORDESA[0],
+        longitude=ORDESA[1],
+        observed_at=dj_timezone.now(),
     ).observation
 
     assert second.possible_duplicate_of == first
@@ -255,14 +291,20 @@ def test_the_observer_email_is_kept_for_anonymous_visitors(campaign):
     assert observation.observer_email == "walker@example.org"
 
 
-def test_it_asks_the_workers_to_classify_after_commit(campaign, django_capture_on_commit_callbacks, monkeypatch):
+def test_it_asks_the_workers_to_classify_after_commit(
+    campaign, django_capture_on_commit_callbacks, monkeypatch
+):
     from observations.services import submission
 
     sent = []
-    monkeypatch.setattr(submission, "classification_request", lambda observation_ids: sent.append(observation_ids))
+    monkeypatch.setattr(
+        submission, "classification_request", lambda observation_ids: sent.append(observation_ids)
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
-        observation = observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)]).observation
+        observation = observation_submit(
+            photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)]
+        ).observation
         assert sent == []
 
     assert sent == [[observation.pk]]
@@ -270,6 +312,8 @@ def test_it_asks_the_workers_to_classify_after_commit(campaign, django_capture_o
 
 def test_a_time_with_an_explicit_offset_is_kept(campaign):
     moment = datetime(2026, 6, 1, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
-    observation = observation_submit(photos=[photo_upload(gps=ORDESA)], observed_at=moment).observation
+    observation = observation_submit(
+        photos=[photo_upload(gps=ORDESA)], observed_at=moment
+    ).observation
 
     assert observation.observed_at == moment

@@ -13,7 +13,7 @@ def test_tasks_are_acked_late_one_at_a_time_and_requeued_if_the_worker_dies():
 
 def test_each_kind_of_task_goes_to_its_queue():
     router = app.amqp.router
-    assert router.route({}, "classifier.tasks.classify_observation")["queue"].name == "inference"
+    assert router.route({}, "classifier.tasks.classify_observations")["queue"].name == "inference"
     assert router.route({}, "classifier.tasks.train_model")["queue"].name == "training"
     assert router.route({}, "observations.tasks.send_alerts")["queue"].name == "default"
 

@@ -30,4 +30,7 @@ def test_readyz_says_which_part_is_down(client, monkeypatch):
     response = client.get("/readyz")
 
     assert response.status_code == 503
-    assert response.json()["checks"]["broker"] == {"ok": False, "error": "ConnectionError: broker unreachable"}
+    assert response.json()["checks"]["broker"] == {
+        "ok": False,
+        "error": "ConnectionError: broker unreachable",
+    }

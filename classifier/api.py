@@ -1,0 +1,264 @@
+"""Classifier endpoints: the registry (list, model card, activate) and identify.
+
+`POST /api/v1/identify/` checks the photos in the web process (type, size, bombs) and hands
+small copies to an inference worker by task name; the web process never loads a model.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from classifier.models import ClassifierVersion
+from classifier.selectors import version_list
+from classifier.services.registry import version_activate
+from observations.api.permissions import IsAdmin, IsCurator
+from observations.api.serializers import ErrorSerializer, TaxonSummarySerializer
+from observations.api.views import API_AUTHENTICATION, API_RENDERERS, UploadMultiPartParser
+from observations.errors import ParkWatchError
+from observations.models import Campaign, Taxon
+from observations.selectors import campaign_for_upload
+from observations.services.photos import photo_inspect
+
+logger = logging.getLogger(__name__)
+IDENTIFY_TASK = "classifier.tasks.identify_photos"
+
+
+class LabelSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    name = serializers.CharField()
+    taxon = TaxonSummarySerializer(allow_null=True)
+
+
+class ClassifierVersionSerializer(serializers.ModelSerializer):
+    campaign = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    labels = LabelSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ClassifierVersion
+        fields = [
+            "id",
+            "name",
+            "campaign",
+            "backend",
+            "architecture",
+            "input_size",
+            "preprocessing",
+            "tta",
+            "weights_sha256",
+            "metrics",
+            "temperature",
+            "state",
+            "state_reason",
+            "is_demo",
+            "source",
+            "licence",
+            "citation",
+            "description",
+            "model_card",
+            "created_at",
+            "activated_at",
+            "labels",
+        ]
+
+
+def _errors(*codes: int) -> dict:
+    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+
+
+class ClassifierListApi(APIView):
+    """The model registry: every version with its model card (curators and admins)."""
+
+    authentication_classes = API_AUTHENTICATION
+    renderer_classes = API_RENDERERS
+    permission_classes = [IsCurator]
+
+    @extend_schema(
+        operation_id="classifiers_list",
+        parameters=[
+            inline_serializer(
+                "ClassifierFilter", {"campaign": serializers.SlugField(required=False)}
+            )
+        ],
+        responses={200: ClassifierVersionSerializer(many=True), **_errors(401, 403)},
+    )
+    def get(self, request):
+        versions = version_list(campaign_slug=request.query_params.get("campaign") or None)
+        return Response(ClassifierVersionSerializer(versions, many=True).data)
+
+
+class ClassifierDetailApi(APIView):
+    authentication_classes = API_AUTHENTICATION
+    renderer_classes = API_RENDERERS
+    permission_classes = [IsCurator]
+
+    @extend_schema(
+        operation_id="classifiers_retrieve",
+        responses={200: ClassifierVersionSerializer, **_errors(401, 403, 404)},
+    )
+    def get(self, request, pk: int):
+        version = get_object_or_404(version_list(), pk=pk)
+        return Response(ClassifierVersionSerializer(version).data)
+
+
+class ClassifierActivateApi(APIView):
+    """Make this version its campaign's active classifier (admins); running workers follow."""
+
+    authentication_classes = API_AUTHENTICATION
+    renderer_classes = API_RENDERERS
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="classifiers_activate",
+        request=None,
+        responses={200: ClassifierVersionSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request, pk: int):
+        version = get_object_or_404(ClassifierVersion, pk=pk)
+        version = version_activate(
+            version=version, reason=f"Activated by {request.user.get_username()}."
+        )
+        return Response(ClassifierVersionSerializer(version_list().get(pk=version.pk)).data)
+
+
+class IdentifyThrottle(SimpleRateThrottle):
+    scope = "identify"
+
+    def get_cache_key(self, request, view):
+        user = request.user
+        ident = user.pk if user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class IdentifyResultSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+    taxon = TaxonSummarySerializer(allow_null=True)
+
+
+class IdentifyOutputSerializer(serializers.Serializer):
+    model_version = serializers.CharField()
+    model_version_id = serializers.IntegerField()
+    model_is_demo = serializers.BooleanField()
+    tta = serializers.CharField()
+    not_sure = serializers.BooleanField(
+        help_text="Top-1 below the campaign's confidence threshold."
+    )
+    results = IdentifyResultSerializer(many=True)
+
+
+class IdentifyApi(APIView):
+    """1-5 photos in, the top 5 out; nothing is stored. Served by the inference workers."""
+
+    authentication_classes = API_AUTHENTICATION
+    renderer_classes = API_RENDERERS
+    permission_classes = [AllowAny]
+    parser_classes = [UploadMultiPartParser]
+    throttle_classes = [IdentifyThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        photos = serializers.ListField(
+            child=serializers.FileField(allow_empty_file=True, use_url=False)
+        )
+        campaign = serializers.SlugField(required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="identify",
+        request={"multipart/form-data": InputSerializer},
+        responses={200: IdentifyOutputSerializer, **_errors(400, 429, 503)},
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        photos = data.validated_data["photos"]
+        if not 1 <= len(photos) <= settings.PHOTO_MAX_COUNT:
+            raise ParkWatchError(
+                f"Send 1 to {settings.PHOTO_MAX_COUNT} photos of one organism.",
+                code="photo_count",
+                field="photos",
+            )
+        campaign = campaign_for_upload(data.validated_data.get("campaign") or None)
+        if campaign is None:
+            raise ParkWatchError("Unknown campaign.", code="unknown_campaign", field="campaign")
+        inspected = [
+            photo_inspect(photo, index=index, public_max_side=settings.IDENTIFY_MAX_SIDE)
+            for index, photo in enumerate(photos)
+        ]
+        images = [base64.b64encode(photo.public_jpeg).decode("ascii") for photo in inspected]
+        answer = _ask_worker(images, campaign)
+        if "error" in answer:
+            return Response(answer, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(IdentifyOutputSerializer(_identify_output(answer, campaign)).data)
+
+
+def _ask_worker(images: list[str], campaign: Campaign) -> dict:
+    unavailable = {
+        "error": "inference_unavailable",
+        "detail": f"No inference worker answered within {settings.IDENTIFY_TIMEOUT_SECONDS:.0f} s; try again later.",
+    }
+    try:
+        result = current_app.send_task(
+            IDENTIFY_TASK, args=[images, campaign.pk], queue="inference", retry=False
+        )
+    except Exception:
+        logger.warning("Could not publish an identify request", exc_info=True)
+        return unavailable
+    try:
+        return result.get(
+            timeout=settings.IDENTIFY_TIMEOUT_SECONDS, propagate=True, disable_sync_subtasks=False
+        )
+    except CeleryTimeout:
+        _quietly(result.revoke)
+        return unavailable
+    except Exception as exc:
+        logger.exception("Identify failed in the worker")
+        return {"error": "inference_failed", "detail": f"The classifier failed: {exc}"}
+    finally:
+        _quietly(result.forget)
+
+
+def _quietly(action) -> None:
+    """Revoking or forgetting a result is housekeeping: it must not turn a reply into a 500."""
+    try:
+        action()
+    except Exception:
+        logger.debug("Result housekeeping failed", exc_info=True)
+
+
+def _identify_output(answer: dict, campaign: Campaign) -> dict:
+    taxa = Taxon.objects.in_bulk([row["taxon_id"] for row in answer["results"] if row["taxon_id"]])
+    results = [{**row, "taxon": taxa.get(row["taxon_id"])} for row in answer["results"]]
+    version = answer["version"]
+    return {
+        "model_version": f"{version['name']} v{version['id']}",
+        "model_version_id": version["id"],
+        "model_is_demo": version["is_demo"],
+        "tta": version["tta"],
+        "not_sure": not results or results[0]["probability"] < campaign.confidence_threshold,
+        "results": results,
+    }
+
+
+urlpatterns = [
+    path("identify/", IdentifyApi.as_view(), name="api-identify"),
+    path("classifiers/", ClassifierListApi.as_view(), name="api-classifiers"),
+    path("classifiers/<int:pk>/", ClassifierDetailApi.as_view(), name="api-classifier-detail"),
+    path(
+        "classifiers/<int:pk>/activate/",
+        ClassifierActivateApi.as_view(),
+        name="api-classifier-activate",
+    ),
+]
