@@ -336,21 +336,20 @@ def read_deepoc_model(
     """
     path = Path(path)
     temp_dir: Path | None = None
-    if path.is_file() and (is_archive(path) or tarfile.is_tarfile(path)):
-        if extract_to is None:
-            temp_dir = Path(tempfile.mkdtemp(prefix="deepoc-"))
-            target = temp_dir
-        else:
-            target = Path(extract_to)
-        extract_archive(path, target)
-        search = target
-    elif path.is_dir():
+    if path.is_dir():
         search = path
     elif not path.exists():
         raise DeepOCFormatError(f"not found: {path}")
-    else:
+    elif not (path.is_file() and (is_archive(path) or tarfile.is_tarfile(path))):
         raise DeepOCFormatError(f"{path.name}: expected a model folder or a .tar.gz/.tar.xz")
+    elif extract_to is None:
+        temp_dir = Path(tempfile.mkdtemp(prefix="deepoc-"))
+        search = temp_dir
+    else:
+        search = Path(extract_to)
     try:
+        if search is not path:
+            extract_archive(path, search)
         model = _read_model_folder(find_model_root(search), ckpt_name)
     except BaseException:
         if temp_dir is not None:

@@ -64,6 +64,12 @@ def observation_submit(
         raise ParkWatchError("Sign in to send a sighting.", code="not_authenticated", status=401)
     inspected = _inspect_photos(photos)
     campaign = campaign or _default_campaign()
+    if guess is not None and not campaign.taxa.filter(pk=guess.pk).exists():
+        raise ParkWatchError(
+            f"{guess.scientific_name} is not one of the taxa of {campaign.name}.",
+            code="unknown_taxon",
+            field="guess",
+        )
     latitude, longitude, accuracy_m, altitude_m, position_source = _settle_position(
         inspected, latitude, longitude, accuracy_m, position_source
     )
@@ -176,8 +182,13 @@ def _settle_position(inspected, latitude, longitude, accuracy_m, source):
             field="latitude" if latitude is None else "longitude",
         )
     altitude_m = None
+    with_gps = next((p.metadata for p in inspected if p.metadata.has_position), None)
+    if latitude is not None and source == Observation.PositionSource.EXIF and with_gps is not None:
+        # The page read the position from the photo and sent it back: keep what else EXIF says.
+        altitude_m = with_gps.altitude_m
+        if accuracy_m is None:
+            accuracy_m = with_gps.accuracy_m
     if latitude is None:
-        with_gps = next((p.metadata for p in inspected if p.metadata.has_position), None)
         if with_gps is None:
             raise ParkWatchError(
                 "No position: the photos carry no GPS position. Send latitude and longitude, "

@@ -317,3 +317,28 @@ def test_a_time_with_an_explicit_offset_is_kept(campaign):
     ).observation
 
     assert observation.observed_at == moment
+
+
+def test_a_position_read_from_exif_by_the_page_keeps_the_exif_altitude(campaign):
+    observation = observation_submit(
+        photos=[photo_upload(gps=ORDESA, altitude=1400, accuracy=8, taken_at=JUNE_FIRST)],
+        latitude=ORDESA[0],
+        longitude=ORDESA[1],
+        position_source="exif",
+    ).observation
+
+    assert observation.position_source == "exif"
+    assert observation.altitude_m == 1400
+    assert observation.accuracy_m == 8
+
+
+def test_a_guess_outside_the_campaign_taxa_is_refused(campaign):
+    from tests.factories import TaxonFactory
+
+    stranger = TaxonFactory(scientific_name="Opuntia ficus-indica")
+
+    with pytest.raises(ParkWatchError) as excinfo:
+        observation_submit(photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], guess=stranger)
+
+    assert excinfo.value.field == "guess"
+    assert Observation.objects.count() == 0
