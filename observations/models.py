@@ -67,9 +67,6 @@ class Park(models.Model):
     boundary_is_approximate = models.BooleanField(default=False)
     timezone = models.CharField(max_length=64, default="Europe/Madrid")
     country_code = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2.")
-    alert_emails = models.JSONField(default=list, blank=True, help_text="Manager e-mail addresses.")
-    webhook_url = models.URLField(blank=True)
-    webhook_secret = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -89,6 +86,12 @@ class Campaign(models.Model):
     curators = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="curated_campaigns"
     )
+    lead_curators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="led_campaigns",
+        help_text="Their decision is final on its own, and they settle conflicts.",
+    )
     confidence_threshold = models.FloatField(
         default=0.5,
         validators=[MinValueValidator(0), MaxValueValidator(1)],
@@ -97,7 +100,11 @@ class Campaign(models.Model):
     renormalise_to_campaign_taxa = models.BooleanField(
         default=False, help_text="Restrict AI probabilities to this campaign's taxa."
     )
-    reviews_required = models.PositiveSmallIntegerField(default=1)
+    reviews_required = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Agreeing curator reviews needed for a verdict (a lead curator decides alone).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -125,6 +132,7 @@ class Observation(models.Model):
         REJECTED = "rejected"
         UNIDENTIFIABLE = "unidentifiable"
         NEEDS_INFO = "needs_info", "needs more information"
+        CONFLICT = "conflict", "curators disagree"
 
     class PositionSource(models.TextChoices):
         EXIF = "exif", "photo EXIF"
@@ -159,6 +167,11 @@ class Observation(models.Model):
         related_name="observations",
     )
     observer_email = models.EmailField(blank=True)
+    observer_credit = models.CharField(
+        max_length=150,
+        blank=True,
+        help_text="Name the observer asked to be credited as (empty: anonymous).",
+    )
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="observations")
     park = models.ForeignKey(
         Park, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations"
@@ -195,6 +208,23 @@ class Observation(models.Model):
     # died) lets another worker claim it again.
     classification_claimed_until = models.DateTimeField(null=True, blank=True)
     classification_attempts = models.PositiveSmallIntegerField(default=0)
+    # Highest probability the AI gave to an invasive taxon in its top 5: the queue's first key.
+    ai_invasive_score = models.FloatField(null=True, blank=True)
+
+    # The review claim: one curator at a time; an expired claim is free to take again.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="claimed_observations",
+    )
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_from_status = models.CharField(max_length=30, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    message_to_observer = models.TextField(
+        blank=True, help_text="What a curator asked the visitor (needs more information)."
+    )
 
     final_taxon = models.ForeignKey(
         Taxon, null=True, blank=True, on_delete=models.SET_NULL, related_name="confirmed_in"
@@ -206,6 +236,8 @@ class Observation(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["campaign", "status"]),
+            models.Index(fields=["status", "claim_expires_at"]),
+            models.Index(fields=["park", "final_taxon", "status"]),
         ]
 
     def __str__(self) -> str:
@@ -245,3 +277,159 @@ class Photo(models.Model):
 
     def __str__(self) -> str:
         return f"Photo {self.position + 1} of {self.observation_id}"
+
+
+class ParkContact(models.Model):
+    """A park manager (or a service) to alert when an invasive species is confirmed."""
+
+    class Delivery(models.TextChoices):
+        IMMEDIATE = "immediate", "at once"
+        DAILY_DIGEST = "daily_digest", "daily digest"
+
+    park = models.ForeignKey(Park, on_delete=models.CASCADE, related_name="contacts")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    webhook_url = models.URLField(blank=True, help_text="Receives a signed JSON POST.")
+    webhook_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="HMAC-SHA256 key for the X-ParkWatch-Signature header.",
+    )
+    delivery = models.CharField(max_length=20, choices=Delivery.choices, default=Delivery.IMMEDIATE)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["park", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.park})"
+
+
+class Review(models.Model):
+    """One curator's decision on a sighting. Immutable: the audit trail."""
+
+    class Decision(models.TextChoices):
+        CONFIRM = "confirm"
+        REJECT = "reject"
+        UNIDENTIFIABLE = "unidentifiable"
+        NEEDS_INFO = "needs_info", "needs more information"
+
+    class RejectReason(models.TextChoices):
+        NOT_THE_ORGANISM = "not_the_organism", "not the organism"
+        WRONG_PLACE = "wrong_place", "wrong place"
+        BAD_PHOTO = "bad_photo", "bad photo"
+        OTHER = "other"
+
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="reviews")
+    curator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    taxon = models.ForeignKey(
+        Taxon, null=True, blank=True, on_delete=models.PROTECT, related_name="reviews"
+    )
+    reject_reason = models.CharField(max_length=30, choices=RejectReason.choices, blank=True)
+    comment = models.TextField(blank=True)
+    message_to_observer = models.TextField(blank=True)
+    by_lead = models.BooleanField(
+        default=False, help_text="A lead curator's (or admin's) final say."
+    )
+    # Which round of reviewing this belongs to: a new round starts after each verdict.
+    round = models.PositiveSmallIntegerField(default=1)
+    ai_snapshot = models.JSONField(
+        default=dict, blank=True, help_text="What the AI said at the time."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["observation", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["observation", "curator", "round"], name="one_review_per_curator_per_round"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} by {self.curator} on {self.observation_id}"
+
+
+class Alert(models.Model):
+    """A message to a park contact about a confirmed invasive sighting; never lost."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed", "failed (will be retried)"
+
+    observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="alerts")
+    park = models.ForeignKey(Park, on_delete=models.CASCADE, related_name="alerts")
+    contact = models.ForeignKey(
+        ParkContact, null=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    review = models.ForeignKey(Review, null=True, on_delete=models.SET_NULL, related_name="alerts")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipients = models.TextField(help_text="E-mail address or webhook URL.")
+    is_digest = models.BooleanField(default=False)
+    is_first_record = models.BooleanField(default=False)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["review", "contact", "channel"], name="one_alert_per_review_contact_channel"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} alert to {self.recipients} ({self.state})"
+
+
+class AlertAttempt(models.Model):
+    """Every delivery attempt, successful or not."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField(auto_now_add=True)
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["alert", "attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else 'failed'} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ControlEvent(models.Model):
+    """A step in the follow-up of a confirmed invasive sighting: who, when, what, why."""
+
+    observation = models.ForeignKey(
+        Observation, on_delete=models.CASCADE, related_name="control_events"
+    )
+    from_status = models.CharField(
+        max_length=30, choices=Observation.ControlStatus.choices, blank=True
+    )
+    to_status = models.CharField(max_length=30, choices=Observation.ControlStatus.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["observation", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or 'new'} -> {self.to_status}"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -340,10 +341,31 @@ TF_INTRA_OP_THREADS = env_int("TF_INTRA_OP_THREADS", 0)
 # POST /api/v1/identify/ waits this long for an inference worker, then answers 503.
 IDENTIFY_TIMEOUT_SECONDS = env_float("IDENTIFY_TIMEOUT_SECONDS", 30)
 IDENTIFY_MAX_SIDE = env_int("IDENTIFY_MAX_SIDE", 1024)
+
+# Review: a claim lasts this long, then the sighting returns to the queue by itself.
+REVIEW_CLAIM_MINUTES = env_float("REVIEW_CLAIM_MINUTES", 30)
+REVIEW_CLAIM_SCAN = env_int("REVIEW_CLAIM_SCAN", 50)
+# The AI probability of an invasive taxon from which a sighting jumps the queue.
+REVIEW_INVASIVE_THRESHOLD = env_float("REVIEW_INVASIVE_THRESHOLD", 0.3)
+
+# Alerts to park contacts: retried with exponential backoff, every attempt recorded.
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 12)
+ALERT_RETRY_BACKOFF_SECONDS = env_float("ALERT_RETRY_BACKOFF_SECONDS", 30)
+ALERT_RETRY_BACKOFF_MAX_SECONDS = env_float("ALERT_RETRY_BACKOFF_MAX_SECONDS", 3600)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10)
+ALERT_SWEEP_SECONDS = env_float("ALERT_SWEEP_SECONDS", 60)
+ALERT_DIGEST_HOUR = env_int("ALERT_DIGEST_HOUR", 7)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-unclassified": {
         "task": "classifier.tasks.sweep_unclassified",
         "schedule": CLASSIFICATION_SWEEP_SECONDS,
+    },
+    "expire-review-claims": {"task": "observations.tasks.expire_review_claims", "schedule": 60.0},
+    "retry-alerts": {"task": "observations.tasks.retry_alerts", "schedule": ALERT_SWEEP_SECONDS},
+    "daily-alert-digests": {
+        "task": "observations.tasks.send_alert_digests",
+        "schedule": crontab(hour=ALERT_DIGEST_HOUR, minute=0),
     },
 }
 

@@ -221,6 +221,9 @@ def _write(
         else 0.0
     )
     top_label = labels[best[0][0]]
+    invasive = [
+        float(p) for index, p in best if labels[index].taxon_id and labels[index].taxon.is_invasive
+    ]
     now = timezone.now()
     with transaction.atomic():
         won = Observation.objects.filter(
@@ -234,6 +237,7 @@ def _write(
             ai_label=top_label.name,
             ai_score=float(best[0][1]),
             ai_entropy=spread if math.isfinite(spread) else None,
+            ai_invasive_score=max(invasive, default=0.0),
             classified_at=now,
             classification_claimed_until=None,
         )
