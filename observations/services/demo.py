@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from observations.models import Campaign, Park, Taxon
+from observations.models import Campaign, Park, ParkContact, Taxon
 from observations.roles import ADMIN_GROUP, ALL_GROUPS, CURATOR_GROUP, VISITOR_GROUP
 
 # An approximate outline of Ordesa y Monte Perdido National Park (Huesca, Spain) drawn around
@@ -216,6 +216,12 @@ def demo_seed(*, with_users: bool = True) -> DemoSeed:
         )
     campaign.parks.add(park)
     campaign.taxa.add(*taxa)
+    # Alerts in the demo go to the console e-mail backend (no SMTP host set).
+    ParkContact.objects.get_or_create(
+        park=park,
+        name="Park managers (demo)",
+        defaults={"email": "managers@ordesa.parkwatch.invalid"},
+    )
 
     users = {}
     if with_users:
@@ -236,4 +242,5 @@ def demo_seed(*, with_users: bool = True) -> DemoSeed:
             user.groups.add(Group.objects.get(name=group))
             users[username] = user
         campaign.curators.add(users["curator"], users["admin"])
+        campaign.lead_curators.add(users["admin"])
     return DemoSeed(campaign=campaign, park=park, taxa=taxa, users=users)
