@@ -189,6 +189,14 @@ class ObservationCollectionApi(APIView):
             default="",
             help_text="Anonymous visitors: to hear about the outcome. Never shown publicly.",
         )
+        credit_name = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=150,
+            default="",
+            help_text="The name to credit in public records and exports (recordedBy); leave "
+            "empty to stay anonymous.",
+        )
 
         def validate(self, attrs: dict) -> dict:
             slug = attrs.get("campaign") or None
@@ -264,6 +272,7 @@ class ObservationCollectionApi(APIView):
             photos=data["photos"],
             observer=request.user,
             observer_email=data["email"],
+            observer_credit=data["credit_name"],
             campaign=data["campaign"],
             latitude=data.get("latitude"),
             longitude=data.get("longitude"),
@@ -294,8 +303,10 @@ class ObservationDetailApi(APIView):
     @extend_schema(
         operation_id="observations_retrieve",
         summary="One sighting",
-        description="A sighting the viewer may see (their own, a confirmed one, or any for "
-        "curators); 404 otherwise.",
+        description="Anyone holding a sighting's UUID may read it, as anyone with the link may "
+        "open its page (the UUID is unguessable; lists show only one's own and confirmed ones). "
+        "Positions are generalised for sensitive taxa unless the viewer is the observer or a "
+        "curator.",
         parameters=[OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={200: ObservationOutputSerializer, **_errors(404)},
     )
@@ -304,10 +315,8 @@ class ObservationDetailApi(APIView):
             uuid = UUID(uuid)
         except ValueError:
             raise exceptions.NotFound("No such sighting.") from None
-        # The list's rule decides who sees which sighting; others get the same 404 as unknown.
-        observation = (
-            observation_list(viewer=viewer_from_request(request)).filter(uuid=uuid).first()
-        )
+        # Like the page: the UUID is the link; geoprivacy decides what the position shows.
+        observation = observation_get(uuid=uuid)
         if observation is None:
             raise exceptions.NotFound("No such sighting.")
         body = ObservationOutputSerializer(observation, context=observation_context(request)).data

@@ -24,15 +24,19 @@ def test_an_unknown_sighting_is_a_404_in_the_error_format(api, campaign):
     assert response.json() == {"error": "not_found", "detail": "No such sighting."}
 
 
-def test_another_visitors_unconfirmed_sighting_is_not_found(
+def test_a_sighting_is_readable_by_anyone_holding_its_uuid_but_listed_only_for_its_owner(
     signed_in, sighting, visitor, other_visitor, curator
 ):
     observation = sighting(observer=other_visitor)
 
-    assert signed_in(visitor).get(detail_url(observation)).status_code == 404
-    assert APIClient().get(detail_url(observation)).status_code == 404
-    assert signed_in(other_visitor).get(detail_url(observation)).status_code == 200
-    assert signed_in(curator).get(detail_url(observation)).status_code == 200
+    for client in (signed_in(visitor), APIClient(), signed_in(other_visitor), signed_in(curator)):
+        assert client.get(detail_url(observation)).status_code == 200
+    listed = signed_in(visitor).get("/api/v1/observations/").json()["results"]
+    assert str(observation.uuid) not in {row["uuid"] for row in listed}
+    body = APIClient().get(detail_url(observation)).json()
+    assert body["observer"] is None  # no credit chosen: strangers see no name
+    assert signed_in(curator).get(detail_url(observation)).json()["observer"] == other_visitor.username
+    assert "@" not in str(body)
 
 
 def test_it_shows_status_ai_suggestion_review_outcome_and_control(
