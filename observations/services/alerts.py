@@ -17,12 +17,12 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from observations.models import Alert, AlertAttempt, Observation, ParkContact, Review
+from observations.models import Alert, AlertAttempt, Observation, Park, ParkContact, Review
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ def alerts_for_verdict(*, observation: Observation, review: Review) -> list[Aler
             observation.uuid,
         )
         return []
+    # Two sightings of one taxon confirmed at the same moment must not both be the "first":
+    # confirmations in one park take turns from here to commit (a no-op on SQLite, which
+    # serialises writers anyway).
+    Park.objects.select_for_update().filter(pk=observation.park_id).first()
     first_record = is_first_record(observation)
     payload = alert_payload(observation, first_record=first_record)
     alerts = []
@@ -127,14 +131,19 @@ def alerts_for_verdict(*, observation: Observation, review: Review) -> list[Aler
 
 
 def alerts_enqueue(*, alert_ids: list[int]) -> None:
-    for alert_id in alert_ids:
+    for position, alert_id in enumerate(alert_ids):
         try:
             current_app.send_task(DELIVER_TASK, args=[alert_id], queue="default", retry=False)
         except Exception:
-            # The broker is down: the alert stays pending and the retry sweep sends it.
+            # The broker is down: the alerts stay pending and the retry sweep sends them. Stop
+            # at the first failure, so the curator (this runs after the verdict's commit) waits
+            # for one broker timeout, not one per alert.
             logger.warning(
-                "Could not enqueue alert %s; the sweep will send it", alert_id, exc_info=True
+                "Could not enqueue alerts %s; the sweep will send them",
+                alert_ids[position:],
+                exc_info=True,
             )
+            return
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -146,7 +155,10 @@ def alert_claim(alert_id: int) -> Alert | None:
     """Take one due alert for one delivery attempt (a conditional UPDATE: one sender at a time)."""
     now = timezone.now()
     due = Alert.objects.filter(
-        pk=alert_id, state__in=[Alert.State.PENDING, Alert.State.FAILED], is_digest=False
+        pk=alert_id,
+        state__in=[Alert.State.PENDING, Alert.State.FAILED],
+        is_digest=False,
+        attempts__lt=settings.ALERT_MAX_ATTEMPTS,  # a late or duplicate task never goes past
     )
     due = due.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     # Until this attempt ends, nobody else may start one (a lease of the request timeout).
@@ -164,10 +176,13 @@ def alert_deliver(*, alert_id: int) -> bool | None:
     try:
         status_code = _send(alert)
     except Exception as exc:
+        status_code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # its response holds the socket open
         _record(
             alert,
             ok=False,
-            status_code=getattr(exc, "code", None),
+            status_code=status_code,
             error=f"{type(exc).__name__}: {exc}",
         )
         return False
@@ -206,16 +221,36 @@ def _record(alert: Alert, *, ok: bool, status_code: int | None = None, error: st
     )
 
 
+def _mail_connection():
+    # Bounded like a webhook POST, so an attempt always ends within the claim's lease (Django's
+    # SMTP default is to wait for ever).
+    timeout = getattr(settings, "EMAIL_TIMEOUT", None) or settings.ALERT_WEBHOOK_TIMEOUT_SECONDS
+    return get_connection(fail_silently=False, timeout=timeout)
+
+
 def _send(alert: Alert) -> int | None:
     if alert.channel == Alert.Channel.EMAIL:
         subject, body = alert_email_text(alert.payload)
-        EmailMessage(subject, body, to=[alert.recipients]).send(fail_silently=False)
+        EmailMessage(subject, body, to=[alert.recipients], connection=_mail_connection()).send(
+            fail_silently=False
+        )
         return None
     return _post_webhook(alert)
 
 
 def webhook_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: urllib would turn the POST into a body-less GET and
+    count whatever that page answers as a delivered alert."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_webhook_opener = urllib.request.build_opener(_NoRedirect)
 
 
 def _post_webhook(alert: Alert) -> int:
@@ -230,9 +265,7 @@ def _post_webhook(alert: Alert) -> int:
     if secret:
         headers[SIGNATURE_HEADER] = webhook_signature(secret, body)
     request = urllib.request.Request(alert.recipients, data=body, headers=headers, method="POST")  # noqa: S310
-    with urllib.request.urlopen(
-        request, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS
-    ) as response:  # noqa: S310
+    with _webhook_opener.open(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS) as response:
         return response.status
 
 
@@ -284,20 +317,36 @@ def alerts_due() -> list[int]:
 
 
 def digests_send() -> int:
-    """One e-mail per digest contact with everything confirmed since its last digest."""
+    """One e-mail per park and digest address with everything confirmed since its last digest.
+
+    Grouped by the address the alerts were made for, so alerts of a contact deleted or edited
+    since still go out (an alert is never lost).
+    """
     sent = 0
     pending = Alert.objects.filter(
         is_digest=True, state__in=[Alert.State.PENDING, Alert.State.FAILED]
     )
-    for contact in ParkContact.objects.filter(pk__in=pending.values("contact")):
-        alerts = list(pending.filter(contact=contact).order_by("created_at"))
+    groups = pending.order_by().values_list("park", "recipients").distinct()
+    for park_id, recipients in list(groups):
+        alerts = list(
+            pending.filter(park=park_id, recipients=recipients)
+            .select_related("park")
+            .order_by("created_at")
+        )
+        if not alerts:
+            continue
+        park = alerts[0].park
         firsts = sum(alert.is_first_record for alert in alerts)
-        subject = f"ParkWatch daily digest: {len(alerts)} invasive sighting(s) confirmed in {contact.park.name}"
+        subject = (
+            f"ParkWatch daily digest: {len(alerts)} invasive sighting(s) confirmed in {park.name}"
+        )
         if firsts:
             subject += f", {firsts} FIRST RECORD(S)"
         body = "\n\n---\n\n".join(alert_email_text(alert.payload)[1] for alert in alerts)
         try:
-            EmailMessage(subject, body, to=[contact.email]).send(fail_silently=False)
+            EmailMessage(subject, body, to=[recipients], connection=_mail_connection()).send(
+                fail_silently=False
+            )
         except Exception as exc:
             for alert in alerts:
                 _record(alert, ok=False, error=f"{type(exc).__name__}: {exc}")

@@ -6,7 +6,7 @@ import logging
 
 from celery import current_app
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import get_connection, send_mail
 from django.db import transaction
 
 from observations.models import Observation
@@ -58,7 +58,12 @@ def verdict_email_send(*, observation_id: int) -> bool:
     if observation.status == Observation.Status.CONFIRMED:
         lines.append(f"An expert confirmed it as {taxon}.")
         if observation.final_taxon and observation.final_taxon.is_invasive:
-            lines.append("It is an invasive species: the park's managers have been alerted.")
+            # Only say the managers were told when alerts exist (a sighting outside every park,
+            # or in a park without contacts, alerts nobody).
+            if observation.alerts.exists():
+                lines.append("It is an invasive species: the park's managers have been alerted.")
+            else:
+                lines.append("It is an invasive species.")
     elif observation.status == Observation.Status.NEEDS_INFO:
         lines += ["The experts need more information:", "", observation.message_to_observer]
     elif observation.status == Observation.Status.REJECTED:
@@ -66,5 +71,13 @@ def verdict_email_send(*, observation_id: int) -> bool:
     else:
         lines.append("The experts could not identify the organism from these photos.")
     lines += ["", f"See it here: {url}", "", "ParkWatch"]
-    send_mail(SUBJECTS[observation.status].format(taxon=taxon), "\n".join(lines), None, [address])
+    # Bounded: with the broker down this runs inline in the curator's request.
+    timeout = getattr(settings, "EMAIL_TIMEOUT", None) or settings.ALERT_WEBHOOK_TIMEOUT_SECONDS
+    send_mail(
+        SUBJECTS[observation.status].format(taxon=taxon),
+        "\n".join(lines),
+        None,
+        [address],
+        connection=get_connection(fail_silently=False, timeout=timeout),
+    )
     return True

@@ -241,7 +241,8 @@ def do_review_decide(
 ) -> ReviewResult:
     """Record the review and apply the outcome: verdict, conflict, or wait for another curator."""
     observation = (
-        Observation.objects.select_for_update()
+        # `of=("self",)`: PostgreSQL cannot lock the nullable side of the outer joins.
+        Observation.objects.select_for_update(of=("self",))
         .select_related("campaign", "ai_taxon", "final_taxon", "park")
         .get(pk=observation.pk)
     )
@@ -281,8 +282,9 @@ def do_review_decide(
     now = timezone.now()
     observation.claimed_by = None
     observation.claim_expires_at = None
-    if outcome is None:  # waiting for more curators: back to the queue
-        observation.status = observation.claimed_from_status or Observation.Status.CLASSIFIED
+    if outcome is None:  # waiting for more curators: back to the queue, as it was before
+        if observation.status == Observation.Status.IN_REVIEW:
+            observation.status = observation.claimed_from_status or Observation.Status.CLASSIFIED
         if observation.status in DECIDED_STATUSES | {Observation.Status.IN_REVIEW}:
             observation.status = Observation.Status.CLASSIFIED
     elif outcome == Observation.Status.CONFLICT:
