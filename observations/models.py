@@ -363,7 +363,7 @@ class Alert(models.Model):
     class State(models.TextChoices):
         PENDING = "pending"
         SENT = "sent"
-        FAILED = "failed", "failed (will be retried)"
+        FAILED = "failed"
 
     observation = models.ForeignKey(Observation, on_delete=models.CASCADE, related_name="alerts")
     park = models.ForeignKey(Park, on_delete=models.CASCADE, related_name="alerts")
