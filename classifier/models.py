@@ -159,6 +159,8 @@ class DatasetImage(models.Model):
     file = models.FileField(upload_to="datasets/", storage=datasets_storage, max_length=500)
     sha256 = models.CharField(max_length=64, db_index=True)
     taxon = models.ForeignKey(Taxon, on_delete=models.PROTECT, related_name="+")
+    label = models.CharField(max_length=300, help_text="The class name as the dataset wrote it.")
+    class_index = models.PositiveIntegerField(help_text="Its line in the dataset's classes.txt.")
     # The split the dataset gave it (train/val/test); kept, so imported test images stay test.
     split = models.CharField(max_length=5)
     created_at = models.DateTimeField(auto_now_add=True)
