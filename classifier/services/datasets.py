@@ -103,7 +103,7 @@ def snapshot_create(*, campaign: Campaign, created_by=None, note: str = "") -> D
     imported = sorted({(image.class_index, image.taxon.scientific_name) for image in images})
     labels = list(dict.fromkeys([name for _, name in imported]))
     labels += sorted({item.taxon.scientific_name for item in items} - set(labels))
-    counts: dict[str, dict[str, int]] = {label: {s: 0 for s in Split.values} for label in labels}
+    counts: dict[str, dict[str, int]] = {label: dict.fromkeys(Split.values, 0) for label in labels}
     for item in items:
         counts[item.taxon.scientific_name][item.split] += 1
 
