@@ -9,10 +9,6 @@ urlpatterns = [
     path("sightings/<uuid:uuid>/", views.sighting_detail, name="sighting-detail"),
     path("sightings/<uuid:uuid>/status.json", views.sighting_status, name="sighting-status"),
     path("accounts/signup/", views.signup, name="signup"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -13,15 +13,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import Group
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import Resolver404, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_http_methods
 
 from observations.errors import Conflict, ParkWatchError
@@ -29,13 +32,14 @@ from observations.forms import SightingForm, SignupForm
 from observations.geoprivacy import Position, is_sensitive, position_for
 from observations.models import Campaign, Observation, Taxon
 from observations.requests import remember_own_sighting, viewer_from_request
-from observations.roles import VISITOR_GROUP
+from observations.roles import VISITOR_GROUP, is_curator
 from observations.selectors import (
     ai_predictions,
     campaign_for_upload,
     observation_get,
     observation_list,
 )
+from observations.services.adoption import observations_adopt
 from observations.services.submission import observation_submit
 from observations.throttling import UploadRateThrottle
 
@@ -224,37 +228,125 @@ def _taxon_json(taxon: Taxon | None) -> dict | None:
     }
 
 
-def _ai_summary(observation: Observation) -> dict:
-    has_suggestion = observation.ai_taxon_id is not None or bool(observation.ai_label)
+NOT_SURE = "Not sure"
+DEMO_WARNING = "Demo model, not trained on real photos: its suggestions are meaningless."
+
+
+def _percent_text(probability: float | None) -> str:
+    if probability is None:
+        return ""
+    if 0 < probability < 0.005:
+        return "<1%"
+    return f"{round(probability * 100)}%"
+
+
+def _prediction_json(
+    *, taxon: Taxon | None, label: str, probability: float | None, rank: int = 1
+) -> dict:
+    """One line of the top 5, as the page and sighting.js both draw it."""
+    return {
+        "rank": rank,
+        "name": taxon.display_name if taxon else f"raw label: {label}",
+        "common_name": taxon.common_name if taxon else "",
+        "scientific_name": taxon.scientific_name if taxon else "",
+        "raw_label": "" if taxon else label,
+        "is_invasive": bool(taxon and taxon.is_invasive),
+        "probability": probability,
+        "percent": round(probability * 100) if probability is not None else None,
+        "percent_text": _percent_text(probability),
+        # A string, so that no locale turns the CSS width into "34,5%".
+        "width": f"{min(max(probability or 0.0, 0.0), 1.0) * 100:.1f}",
+    }
+
+
+def _row_json(row) -> dict:
+    return _prediction_json(
+        taxon=row.taxon, label=row.label, probability=row.probability, rank=row.rank
+    )
+
+
+def _model_json(row) -> dict:
+    version = row.version
+    # The TTA choices' labels, read through the model's metadata (no classifier import).
+    tta_labels = dict(version._meta.get_field("tta").choices or [])
+    return {
+        "label": version.label,
+        "is_demo": version.is_demo,
+        "tta": row.tta,
+        "tta_display": str(tta_labels.get(row.tta, row.tta or "none")),
+    }
+
+
+def _headline(top: dict, *, confident: bool) -> str:
+    """The one line a visitor reads first; it never names a taxon confidently when unsure."""
+    if confident:
+        return f"{top['name']} ({top['percent_text']})" if top["percent_text"] else top["name"]
+    maybe = top["scientific_name"] or f"raw label: {top['raw_label']}"
+    return f"{NOT_SURE} — maybe {maybe}" + (
+        f" ({top['percent_text']})" if top["percent_text"] else ""
+    )
+
+
+def _ai_summary(observation: Observation, *, curator: bool = False) -> dict:
+    """The AI suggestion of a sighting: state, honest headline, top 5 bars, model, failure.
+
+    `status_detail` (why classification failed) is for curators only.
+    """
+    rows = ai_predictions(observation)
+    has_suggestion = bool(rows) or observation.ai_taxon_id is not None or bool(observation.ai_label)
     threshold = observation.campaign.confidence_threshold if observation.campaign_id else 0.5
-    score = observation.ai_score
-    if observation.status == Observation.Status.RECEIVED and not has_suggestion:
-        state = "waiting"
+    if observation.status == Observation.Status.CLASSIFICATION_FAILED:
+        state = "failed"
     elif has_suggestion:
         state = "suggested"
-    elif observation.status == Observation.Status.CLASSIFICATION_FAILED:
-        state = "failed"
+    elif observation.status == Observation.Status.RECEIVED:
+        state = "waiting"
     else:
         state = "none"
+
+    if rows:
+        predictions = [_row_json(row) for row in rows]
+        model = _model_json(rows[0])
+    elif has_suggestion:  # AI fields without prediction rows (written before rows existed)
+        predictions = [
+            _prediction_json(
+                taxon=observation.ai_taxon,
+                label=observation.ai_label,
+                probability=observation.ai_score,
+            )
+        ]
+        model = None
+    else:
+        predictions, model = [], None
+    top = predictions[0] if predictions else None
+    score = top["probability"] if top else observation.ai_score
+    confident = score is not None and score >= threshold
+    show_reason = curator and state in ("failed", "waiting") and bool(observation.status_detail)
     return {
         "state": state,
         "taxon": _taxon_json(observation.ai_taxon),
         "label": observation.ai_label,
-        "name": observation.ai_taxon.display_name if observation.ai_taxon else observation.ai_label,
+        "name": top["name"] if top else "",
         "score": score,
         "percent": round(score * 100) if score is not None else None,
-        "confident": score is not None and score >= threshold,
-        "alternatives": [
-            {
-                "name": row.taxon.display_name if row.taxon else row.label,
-                "percent": round(row.probability * 100),
-            }
-            for row in ai_predictions(observation)
-            if row.rank > 1
-        ]
-        if has_suggestion
-        else [],
+        "confident": confident,
+        "threshold_percent": round(threshold * 100),
+        "headline": _headline(top, confident=confident) if top else "",
+        "top": top,
+        "predictions": predictions if state == "suggested" else [],
+        "model": model,
+        "demo_warning": DEMO_WARNING if model and model["is_demo"] else "",
+        "reason": observation.status_detail if show_reason else "",
     }
+
+
+def _photo_tops(observation: Observation, photos: list) -> list[dict]:
+    """Each photo's own top-1 (for curators): which photo the classifier liked, and which not."""
+    tops = []
+    for photo in photos:
+        rows = ai_predictions(observation, photo=photo)
+        tops.append({"id": photo.pk, "top": _row_json(rows[0]) if rows else None})
+    return tops
 
 
 def _verdict_summary(observation: Observation) -> dict:
@@ -295,16 +387,19 @@ def _coordinates_text(position: Position) -> str:
     return f"{position.latitude:.{digits}f}, {position.longitude:.{digits}f}"
 
 
-def _status_payload(observation: Observation, position: Position) -> dict:
-    return {
+def _status_payload(observation: Observation, position: Position, *, curator: bool) -> dict:
+    payload = {
         "uuid": str(observation.uuid),
         "status": observation.status,
         "status_display": observation.get_status_display(),
         "status_sentence": STATUS_SENTENCES[observation.status],
-        "ai": _ai_summary(observation),
+        "ai": _ai_summary(observation, curator=curator),
         "verdict": _verdict_summary(observation),
         "position": _position_json(position),
     }
+    if curator:
+        payload["photos"] = _photo_tops(observation, list(observation.photos.all()))
+    return payload
 
 
 @require_GET
@@ -316,9 +411,19 @@ def sighting_detail(request: HttpRequest, uuid) -> HttpResponse:
     zone = _local_zone(observation)
     local_time = observation.observed_at.astimezone(zone)
     owns = viewer.owns(observation)
+    curator = is_curator(request.user)
+    photos = list(observation.photos.all())
+    ai = _ai_summary(observation, curator=curator)
     context = {
         "observation": observation,
-        "photos": list(observation.photos.all()),
+        "photos": photos,
+        "gallery": [
+            {"photo": photo, "ai": entry["top"]}
+            for photo, entry in zip(photos, _photo_tops(observation, photos), strict=True)
+        ]
+        if curator
+        else [{"photo": photo, "ai": None} for photo in photos],
+        "photo_ai": curator,
         "position": position,
         "coordinates": _coordinates_text(position),
         "owns": owns,
@@ -328,11 +433,12 @@ def sighting_detail(request: HttpRequest, uuid) -> HttpResponse:
         "received_text": _local_text(observation.received_at.astimezone(zone)),
         "zone_name": str(zone),
         "status_sentence": STATUS_SENTENCES[observation.status],
-        "ai": _ai_summary(observation),
+        "ai": ai,
         "verdict": _verdict_summary(observation),
         "page_config": {
             "statusUrl": reverse("sighting-status", kwargs={"uuid": observation.uuid}),
             "status": observation.status,
+            "ai": ai,  # what the page shows now: the script redraws only when it changes
             "position": _position_json(position),
         },
     }
@@ -345,7 +451,7 @@ def sighting_status(request: HttpRequest, uuid) -> JsonResponse:
     """What the sighting page polls while the classifier works: status, AI, verdict, position."""
     observation = _sighting_or_404(uuid)
     position = position_for(observation, viewer_from_request(request))
-    return JsonResponse(_status_payload(observation, position))
+    return JsonResponse(_status_payload(observation, position, curator=is_curator(request.user)))
 
 
 # --- my sightings ------------------------------------------------------------------------------
@@ -379,8 +485,68 @@ def signup(request: HttpRequest) -> HttpResponse:
         user.groups.add(Group.objects.get_or_create(name=VISITOR_GROUP)[0])
         login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
         messages.success(request, f"Welcome, {user.get_username()}! Your account is ready.")
+        _adopt_own_sightings(request, user)
         return redirect(next_url or settings.LOGIN_REDIRECT_URL)
     status = 400 if request.method == "POST" else 200
     return render(
         request, "registration/signup.html", {"form": form, "next": next_url}, status=status
+    )
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page; the sightings this browser sent anonymously join the account."""
+
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        _adopt_own_sightings(self.request, form.get_user())
+        return response
+
+
+def _adopt_own_sightings(request: HttpRequest, user) -> int:
+    """Sightings sent from this session before signing in become the account's.
+
+    The session keeps its list, so the pages go on showing them whoever owns them now.
+    """
+    count = observations_adopt(user=user, uuids=viewer_from_request(request).own_uuids)
+    if count:
+        sightings = "1 sighting" if count == 1 else f"{count} sightings"
+        messages.info(
+            request,
+            f"{sightings} sent from this browser {'is' if count == 1 else 'are'} now in your account.",
+        )
+    return count
+
+
+# --- errors (handler404 / handler500 in webapp.urls) --------------------------------------------
+
+API_PREFIX = "/api/"
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Pages get the HTML 404 page; anything under /api/ the API's JSON error body."""
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    if exception is None or isinstance(exception, Resolver404) or not exception.args:
+        detail = f"No API endpoint at {request.path}."
+    else:
+        detail = str(exception.args[0])
+    return JsonResponse({"error": "not_found", "detail": detail}, status=404)
+
+
+@requires_csrf_token
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return JsonResponse(
+        {
+            "error": "server_error",
+            "detail": "ParkWatch could not answer this request; please try again in a moment.",
+        },
+        status=500,
     )

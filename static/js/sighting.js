@@ -51,6 +51,79 @@
     return text("span", display, "badge badge--" + status);
   }
 
+  function italic(content) {
+    return text("i", content);
+  }
+
+  // A prediction's name as templates/observations/_prediction_name.html draws it.
+  function predictionName(row) {
+    const fragment = document.createDocumentFragment();
+    if (row.scientific_name) {
+      if (row.common_name) {
+        fragment.append(row.common_name + " (", italic(row.scientific_name), ")");
+      } else {
+        fragment.append(italic(row.scientific_name));
+      }
+    } else {
+      const raw = text("span", "raw label: ", "raw-label");
+      raw.append(text("code", row.raw_label));
+      fragment.append(raw);
+    }
+    if (row.is_invasive) fragment.append(" ", text("span", "invasive", "tag tag--invasive"));
+    return fragment;
+  }
+
+  function reasonNote(title, reason) {
+    const note = document.createElement("p");
+    note.className = "note note--reason";
+    note.append(text("strong", title), " " + reason);
+    return note;
+  }
+
+  function headline(ai) {
+    const line = document.createElement("p");
+    line.id = "ai-headline";
+    line.className = ai.confident ? "suggestion" : "suggestion suggestion--unsure";
+    const top = ai.top;
+    if (ai.confident) {
+      const name = document.createElement("strong");
+      name.append(predictionName(top));
+      line.append(name);
+      if (top.percent_text) line.append(" ", text("span", top.percent_text, "score"));
+    } else {
+      const unsure = document.createElement("span");
+      unsure.append(text("strong", "Not sure"), " — maybe ");
+      if (top.scientific_name) {
+        unsure.append(italic(top.scientific_name));
+      } else {
+        unsure.append("raw label: ", text("code", top.raw_label));
+      }
+      if (top.percent_text) unsure.append(" (" + top.percent_text + ")");
+      line.append(unsure);
+    }
+    return line;
+  }
+
+  function bars(predictions) {
+    const list = document.createElement("ol");
+    list.className = "ai-bars";
+    list.setAttribute("aria-label", "The classifier's top " + predictions.length);
+    predictions.forEach(function (row, index) {
+      const item = document.createElement("li");
+      item.className = index === 0 ? "ai-bar ai-bar--top" : "ai-bar";
+      const name = text("span", "", "ai-bar__name");
+      name.append(predictionName(row));
+      const track = text("span", "", "ai-bar__track");
+      track.setAttribute("aria-hidden", "true");
+      const fill = text("span", "", "ai-bar__fill");
+      fill.style.width = row.width + "%";
+      track.append(fill);
+      item.append(name, text("span", row.percent_text, "ai-bar__percent"), track);
+      list.append(item);
+    });
+    return list;
+  }
+
   function renderAi(ai) {
     const body = document.getElementById("ai-body");
     if (!body) return;
@@ -61,30 +134,66 @@
       spinner.setAttribute("aria-hidden", "true");
       waiting.prepend(spinner);
       body.append(waiting);
-    } else if (ai.state === "suggested") {
-      const line = document.createElement("p");
-      line.className = "suggestion";
-      line.append(text("strong", ai.name));
-      if (ai.percent !== null && ai.percent !== undefined) line.append(" ", text("span", ai.percent + "%", "score"));
-      body.append(line);
-      if (!ai.confident) body.append(text("p", "Not sure: the classifier's confidence is low.", "muted"));
-      if (ai.alternatives && ai.alternatives.length) {
-        body.append(text("p", "Other possibilities", "small muted alternatives-title"));
-        const list = document.createElement("ul");
-        list.className = "alternatives";
-        ai.alternatives.forEach(function (other) {
-          const item = document.createElement("li");
-          item.append(text("span", other.name), " ", text("span", other.percent + "%", "muted"));
-          list.append(item);
-        });
-        body.append(list);
+      if (ai.reason) body.append(reasonNote("Last attempt failed (curators only):", ai.reason));
+    } else if (ai.state === "failed") {
+      const failed = document.createElement("p");
+      failed.className = "ai-failed";
+      failed.append(
+        text("strong", "Classification failed."),
+        " The classifier could not process the photos; it will be retried automatically." +
+          " An expert will still review the sighting."
+      );
+      body.append(failed);
+      if (ai.reason) body.append(reasonNote("Reason (curators only):", ai.reason));
+    } else if (ai.state === "suggested" && ai.top) {
+      if (ai.demo_warning) {
+        const demo = text("p", ai.demo_warning, "ai-demo");
+        demo.setAttribute("role", "note");
+        body.append(demo);
+      }
+      body.append(headline(ai));
+      if (!ai.confident) {
+        body.append(
+          text(
+            "p",
+            "The classifier's confidence is below this campaign's threshold (" + ai.threshold_percent + "%).",
+            "muted small"
+          )
+        );
+      }
+      body.append(bars(ai.predictions || []));
+      if (ai.model) {
+        body.append(
+          text(
+            "p",
+            "Model: " + ai.model.label + " · test-time augmentation: " + ai.model.tta_display,
+            "ai-model small muted"
+          )
+        );
       }
       body.append(text("p", "A first guess by an image classifier. An expert decides.", "muted small"));
-    } else if (ai.state === "failed") {
-      body.append(text("p", "The classifier could not process the photos yet; it will try again."));
     } else {
       body.append(text("p", "No suggestion.", "muted"));
     }
+  }
+
+  // Curators see each photo's own top-1 under its thumbnail.
+  function renderPhotoTops(photos) {
+    if (!photos) return;
+    photos.forEach(function (photo) {
+      const caption = document.querySelector('[data-photo-ai="' + photo.id + '"]');
+      if (!caption) return;
+      caption.replaceChildren();
+      const top = photo.top;
+      if (!top) return;
+      caption.append(text("span", "AI top-1 for this photo: ", "visually-hidden"));
+      if (top.scientific_name) {
+        caption.append(italic(top.scientific_name));
+      } else {
+        caption.append("raw label: " + top.raw_label);
+      }
+      caption.append(" ", text("span", top.percent_text, "nowrap"));
+    });
   }
 
   function renderVerdict(verdict) {
@@ -104,6 +213,8 @@
     body.append(text("p", verdict.sentence));
   }
 
+  let lastAi = JSON.stringify(config.ai);
+
   function renderStatus(data) {
     const current = document.getElementById("status-badge");
     if (current) {
@@ -113,7 +224,13 @@
     }
     const sentence = document.getElementById("status-sentence");
     if (sentence) sentence.textContent = data.status_sentence;
-    renderAi(data.ai);
+    // Redraw the AI card only when it changed: it is a live region, read out on every change.
+    const aiState = JSON.stringify(data.ai);
+    if (aiState !== lastAi) {
+      lastAi = aiState;
+      renderAi(data.ai);
+      renderPhotoTops(data.photos);
+    }
     renderVerdict(data.verdict);
     const coordinates = document.getElementById("coordinates");
     if (coordinates && data.position && coordinates.textContent !== data.position.text) {
@@ -122,7 +239,12 @@
     }
   }
 
-  // Poll while the classifier has not answered: quickly at first, then more slowly.
+  // Poll while the classifier has not answered (or failed and will retry): quickly at first,
+  // then more slowly.
+  function waitsForClassifier(status) {
+    return status === "received" || status === "classification_failed";
+  }
+
   let delay = 3000;
   let timer = null;
   let stopped = false;
@@ -136,7 +258,7 @@
       if (response.ok) {
         const data = await response.json();
         renderStatus(data);
-        if (data.status !== "received") {
+        if (!waitsForClassifier(data.status)) {
           stopped = true;
           return;
         }
@@ -151,9 +273,9 @@
   }
 
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden && !stopped && timer === null && config.status === "received") poll();
+    if (!document.hidden && !stopped && timer === null && waitsForClassifier(config.status)) poll();
   });
 
   drawPosition(config.position);
-  if (config.status === "received") timer = setTimeout(poll, delay);
+  if (waitsForClassifier(config.status)) timer = setTimeout(poll, delay);
 })();

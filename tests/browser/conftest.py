@@ -7,12 +7,11 @@ and a page that needs the outside world to work shows it here.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -53,25 +52,6 @@ def chromium_browser():
         browser.close()
 
 
-def _serve_media(route, settings) -> None:
-    """Media as the site serves them, from this test's own MEDIA_ROOT.
-
-    webapp/urls.py binds the media folder when it is imported, before the test fixtures move
-    MEDIA_ROOT to a folder of the test's own; the files the test stored live in the latter.
-    """
-    relative = unquote(urlsplit(route.request.url).path)[len(settings.MEDIA_URL) :]
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / relative).resolve()
-    if root not in path.parents or not path.is_file():
-        route.fulfill(status=404, body="not found")
-        return
-    route.fulfill(
-        status=200,
-        path=str(path),
-        content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-    )
-
-
 def open_context(chromium_browser, live_server, settings, viewport: str = "phone", **options):
     server = urlsplit(live_server.url)
     context = chromium_browser.new_context(
@@ -90,8 +70,6 @@ def open_context(chromium_browser, live_server, settings, viewport: str = "phone
         elif url.netloc != server.netloc:
             blocked.append(route.request.url)
             route.abort()
-        elif url.path.startswith(settings.MEDIA_URL):
-            _serve_media(route, settings)
         else:
             route.continue_()
 

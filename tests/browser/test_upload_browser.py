@@ -8,9 +8,12 @@ from datetime import datetime
 import pytest
 from playwright.sync_api import expect
 
+from classifier.models import ClassifierVersion, Prediction
+from classifier.services.inference import classify_pending
 from observations.models import Observation
 from observations.services.submission import observation_submit
-from tests.browser.conftest import open_context, screenshot, watch_errors
+from tests.browser.conftest import SCREENSHOT_DIR, open_context, screenshot, watch_errors
+from tests.classifier.support import register_tiny_classifier
 from tests.images import make_photo, photo_upload
 
 pytestmark = [pytest.mark.browser]
@@ -171,23 +174,116 @@ def test_a_stranger_sees_a_sensitive_sighting_as_a_grid_cell(
 
 
 def test_the_sighting_page_shows_the_ai_suggestion_without_a_reload(
-    chromium_browser, live_server, settings, transactional_db, campaign, taxa
+    chromium_browser, live_server, settings, transactional_db, campaign, taxa, tmp_path
 ):
+    register_tiny_classifier(campaign, tmp_path)
     observation = observation_submit(
-        photos=[photo_upload(gps=EXACT, taken_at=datetime(2025, 6, 1, 10, 30))]
+        photos=[photo_upload(gps=EXACT, taken_at=datetime(2025, 6, 1, 10, 30), seed=1)]
     ).observation
     context = open_context(chromium_browser, live_server, settings)
     page = context.new_page()
+    errors = watch_errors(page)
     page.goto(observation.get_absolute_url())
     expect(page.get_by_text("Waiting for the classifier…")).to_be_visible()
+    expect(page.locator("#ai-body .ai-bar")).to_have_count(0)
     page.evaluate("window.stillTheSamePage = true")
 
-    Observation.objects.filter(pk=observation.pk).update(
-        status=Observation.Status.CLASSIFIED, ai_taxon=taxa[1], ai_score=0.92
+    classify_pending(hint_ids=[observation.pk])  # what the inference worker does
+    rows = list(
+        Prediction.objects.filter(observation=observation, photo=None)
+        .select_related("taxon")
+        .order_by("rank")
     )
 
-    expect(page.locator("#ai-body")).to_contain_text("Japanese knotweed (Reynoutria japonica)")
-    expect(page.locator("#ai-body")).to_contain_text("92%")
+    bars = page.locator("#ai-body .ai-bar")
+    expect(bars).to_have_count(len(rows))
+    top = rows[0]
+    expect(page.locator("#ai-headline strong")).to_contain_text(top.taxon.display_name)
+    expect(page.locator("#ai-headline .score")).to_have_text(f"{round(top.probability * 100)}%")
+    for bar, row in zip(bars.all(), rows, strict=True):
+        expect(bar.locator(".ai-bar__name")).to_contain_text(row.taxon.scientific_name)
+        expect(bar.locator(".ai-bar__name i")).to_have_text(row.taxon.scientific_name)
+    expect(bars.first.locator(".ai-bar__percent")).to_have_text(f"{round(top.probability * 100)}%")
+    widths = page.locator("#ai-body .ai-bar__fill").evaluate_all(
+        "fills => fills.map(fill => fill.getBoundingClientRect().width)"
+    )
+    track = page.locator("#ai-body .ai-bar__track").first.bounding_box()["width"]
+    assert widths == sorted(widths, reverse=True)
+    assert abs(widths[0] - track * top.probability) < 2  # the bar is as long as its percentage
+    expect(page.locator("#ai-body")).to_contain_text("Model: Tiny test model 0")
     expect(page.locator("#status-badge")).to_have_text("Classified")
     assert page.evaluate("window.stillTheSamePage") is True
+    screenshot(page, "phone-sighting-classified-live")
+    assert errors == []
     context.close()
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_a_curator_sees_a_classified_sighting_with_bars_demo_warning_and_photo_tops(
+    chromium_browser,
+    live_server,
+    settings,
+    transactional_db,
+    campaign,
+    taxa,
+    curator,
+    tmp_path,
+    viewport,
+):
+    version = register_tiny_classifier(campaign, tmp_path)
+    ClassifierVersion.objects.filter(pk=version.pk).update(is_demo=True)
+    campaign.confidence_threshold = 0.8
+    campaign.save()
+    observation = observation_submit(
+        photos=[
+            photo_upload(gps=EXACT, accuracy=5, taken_at=datetime(2025, 6, 1, 10, 30), seed=seed)
+            for seed in (1, 3)
+        ],
+        guess=taxa[0],
+        notes="Several shrubs along the river path, flowering.",
+    ).observation
+    classify_pending(hint_ids=[observation.pk])
+    context = open_context(chromium_browser, live_server, settings, viewport)
+    context.add_cookies(
+        [{"name": "sessionid", "value": _session_for(curator), "url": live_server.url}]
+    )
+    page = context.new_page()
+    errors = watch_errors(page)
+
+    page.goto(observation.get_absolute_url())
+
+    expect(page.locator("#classifier-banner")).to_contain_text("Demo model active")
+    expect(page.locator("#ai-body .ai-demo")).to_have_text(
+        "Demo model, not trained on real photos: its suggestions are meaningless."
+    )
+    expect(page.locator("#ai-headline")).to_contain_text("Not sure — maybe")
+    expect(page.locator("#ai-body .ai-bar")).to_have_count(4)
+    expect(page.locator("[data-photo-ai]")).to_have_count(2)
+    expect(page.locator("[data-photo-ai]").first).to_contain_text("%")
+    for image in page.locator(".photos img").all():
+        image.scroll_into_view_if_needed()
+        expect(image).to_have_js_property("complete", True)
+        assert image.evaluate("img => img.naturalWidth") > 0
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+    screenshot(page, f"{viewport}-sighting-classified")
+    page.locator("#ai-section").screenshot(
+        path=str(SCREENSHOT_DIR / f"parkwatch-{viewport}-ai-card.png")
+    )
+    assert errors == []
+    context.close()
+
+
+def _session_for(user) -> str:
+    """A signed-in session for `user`, as its cookie value."""
+    from importlib import import_module
+
+    from django.conf import settings as django_settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    store = import_module(django_settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = django_settings.AUTHENTICATION_BACKENDS[0]
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.save()
+    return store.session_key

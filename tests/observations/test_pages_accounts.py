@@ -1,10 +1,16 @@
 """Sign up, sign in and sign out with the site's own pages."""
 
+from datetime import datetime
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from observations.models import Observation
+from observations.requests import SESSION_KEY
 from observations.roles import VISITOR_GROUP
+from tests.conftest import ORDESA
+from tests.images import photo_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +95,64 @@ def test_the_menu_shows_review_to_curators_and_dashboard_and_admin_to_admins(
     assert 'href="/review/"' not in as_visitor and 'href="/dashboard/"' not in as_visitor
     assert 'href="/review/"' in as_curator and 'href="/dashboard/"' not in as_curator
     assert 'href="/dashboard/"' in as_admin and 'href="/admin/"' in as_admin
+
+
+# --- anonymous sightings join the account ------------------------------------------------------
+
+
+def send_anonymously(client) -> Observation:
+    response = client.post(
+        reverse("home"),
+        {
+            "photos": [photo_upload(gps=ORDESA, taken_at=datetime(2025, 6, 1, 10, 30))],
+            "licence": "CC-BY-4.0",
+        },
+    )
+    assert response.status_code == 302
+    return Observation.objects.get(uuid=response["Location"].split("/")[-2])
+
+
+def test_signing_in_attaches_the_sightings_sent_anonymously_in_this_session(
+    client, campaign, visitor
+):
+    sighting = send_anonymously(client)
+    assert sighting.observer is None
+
+    response = client.post(
+        reverse("login"), {"username": "visitor", "password": "correct horse battery"}, follow=True
+    )
+
+    sighting.refresh_from_db()
+    assert sighting.observer == visitor
+    assert "1 sighting sent from this browser is now in your account." in response.content.decode()
+    assert [s.uuid for s in response.context["sightings"]] == [sighting.uuid]
+
+
+def test_signing_up_attaches_the_sightings_sent_anonymously_in_this_session(client, campaign):
+    first, second = send_anonymously(client), send_anonymously(client)
+
+    response = signup(client)
+
+    user = get_user_model().objects.get(username="walker")
+    assert response.status_code == 302
+    assert set(user.observations.all()) == {first, second}
+    assert client.session[SESSION_KEY] == [str(first.uuid), str(second.uuid)]  # the list stays
+
+
+def test_signing_in_never_takes_someone_elses_sighting(client, campaign, visitor, other_visitor):
+    theirs = send_anonymously(client)
+    Observation.objects.filter(pk=theirs.pk).update(observer=other_visitor)
+
+    client.post(reverse("login"), {"username": "visitor", "password": "correct horse battery"})
+
+    theirs.refresh_from_db()
+    assert theirs.observer == other_visitor
+
+
+def test_a_failed_sign_in_attaches_nothing(client, campaign, visitor):
+    sighting = send_anonymously(client)
+
+    client.post(reverse("login"), {"username": "visitor", "password": "wrong"})
+
+    sighting.refresh_from_db()
+    assert sighting.observer is None
