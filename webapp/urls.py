@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -15,12 +17,22 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("observations.api.urls")),
     path("api/v1/", include("classifier.api")),
+    path("review/", include("observations.review_urls")),
     path("", include("observations.urls")),
 ]
 
+
+def media(request, path):
+    """The public media folder, read from settings at request time (tests move MEDIA_ROOT)."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
 if settings.SERVE_MEDIA:
     # Only the public storage (derivatives without EXIF) is routed; originals live elsewhere.
-    prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns += [
-        re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
-    ]
+    prefix = re.escape(settings.MEDIA_URL.lstrip("/"))
+    urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", media, name="media")]
+
+# Anything under /api/ that matches no route answers the API's JSON error body; pages keep
+# the HTML 404 and 500 templates.
+handler404 = "observations.views.page_not_found"
+handler500 = "observations.views.server_error"

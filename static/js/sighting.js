@@ -34,7 +34,9 @@
       circle = L.circle(point, Object.assign({ radius: radius, interactive: false }, Maps.circleStyle)).addTo(map);
     }
     if (circle && (position.generalised || radius > 40)) {
-      map.fitBounds(circle.getBounds(), { maxZoom: 17, padding: [16, 16] });
+      // A circle's getBounds needs a map view first; LatLng.toBounds does not.
+      const bounds = position.generalised ? circle.getBounds() : L.latLng(point).toBounds(radius * 2);
+      map.fitBounds(bounds, { maxZoom: 17, padding: [16, 16] });
     } else {
       map.setView(point, 16);
     }
