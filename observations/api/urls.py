@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from observations.api import views
 
@@ -9,4 +9,6 @@ urlpatterns = [
         views.ObservationDetailApi.as_view(),
         name="api-observation-detail",
     ),
+    # The curators' endpoints: review queue, claims, decisions, control follow-up.
+    path("", include("observations.api.review")),
 ]
