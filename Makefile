@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench-inference clean
+.PHONY: install run test lint bench-inference bench-training bench-exports clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,9 @@ bench-inference: install
 
 clean:
 	rm -rf var/test .pytest_cache .ruff_cache
+
+bench-training: install
+	$(BIN)/python bench/training.py
+
+bench-exports: install
+	$(BIN)/python bench/export_memory.py

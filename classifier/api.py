@@ -13,8 +13,12 @@ from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from django.urls import path
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.urls import include, path
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -23,7 +27,7 @@ from rest_framework.views import APIView
 
 from classifier.models import ClassifierVersion
 from classifier.selectors import version_list
-from classifier.services.registry import version_activate
+from classifier.services.promotion import version_promote
 from observations.api.permissions import IsAdmin, IsCurator
 from observations.api.serializers import ErrorSerializer, TaxonSummarySerializer
 from observations.api.views import API_AUTHENTICATION, API_RENDERERS, UploadMultiPartParser
@@ -114,7 +118,7 @@ class ClassifierDetailApi(APIView):
 
 
 class ClassifierActivateApi(APIView):
-    """Make this version its campaign's active classifier (admins); running workers follow."""
+    """Promote this version by hand (admins): recorded; running workers follow at once."""
 
     authentication_classes = API_AUTHENTICATION
     renderer_classes = API_RENDERERS
@@ -127,9 +131,13 @@ class ClassifierActivateApi(APIView):
     )
     def post(self, request, pk: int):
         version = get_object_or_404(ClassifierVersion, pk=pk)
-        version = version_activate(
-            version=version, reason=f"Activated by {request.user.get_username()}."
-        )
+        if version.state != ClassifierVersion.State.ACTIVE:
+            # Recorded as a promotion by hand; sightings awaiting review are classified again.
+            version_promote(
+                version=version,
+                user=request.user,
+                reasons=[f"Promoted by hand by {request.user.get_username()}."],
+            )
         return Response(ClassifierVersionSerializer(version_list().get(pk=version.pk)).data)
 
 
@@ -261,4 +269,5 @@ urlpatterns = [
         ClassifierActivateApi.as_view(),
         name="api-classifier-activate",
     ),
+    path("", include("classifier.api_training")),
 ]

@@ -58,3 +58,31 @@ def identify_photos(images_b64: list[str], campaign_id: int) -> dict:
     """Top 5 for photos sent to POST /api/v1/identify/; the result goes back, nothing is stored."""
     images = [base64.b64decode(data) for data in images_b64]
     return identify(images=images, campaign_id=campaign_id)
+
+
+@shared_task(
+    name="classifier.tasks.train_model",
+    time_limit=settings.CELERY_TRAINING_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TRAINING_TIME_LIMIT - 60,
+)
+def train_model(run_id: int) -> str | None:
+    """Run one training run on the training worker (GPU, concurrency 1)."""
+    from classifier.services.training import training_run_execute
+
+    run = training_run_execute(run_id=run_id)
+    return run.state if run else None
+
+
+@shared_task(name="classifier.tasks.sweep_training_runs")
+def sweep_training_runs() -> list[int]:
+    """Fail runs whose worker died (their heartbeat stopped); requeue runs never started."""
+    from classifier.services.training import training_runs_sweep
+
+    return training_runs_sweep()
+
+
+@shared_task(name="classifier.tasks.start_scheduled_training")
+def start_scheduled_training() -> list[int]:
+    from classifier.services.training import training_schedule_check
+
+    return [run.pk for run in training_schedule_check()]
