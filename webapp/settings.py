@@ -304,6 +304,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "classifier.tasks.classify_*": {"queue": "inference"},
     "classifier.tasks.sweep_*": {"queue": "default"},
+    "classifier.tasks.start_scheduled_training": {"queue": "default"},
     "classifier.tasks.identify_*": {"queue": "inference"},
     "classifier.tasks.train_*": {"queue": "training"},
 }
@@ -356,7 +357,28 @@ ALERT_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10)
 ALERT_SWEEP_SECONDS = env_float("ALERT_SWEEP_SECONDS", 60)
 ALERT_DIGEST_HOUR = env_int("ALERT_DIGEST_HOUR", 7)
 
+# Training (the training queue's worker). Parameters a run does not give come from here.
+TRAINING_DEFAULTS = {
+    "architecture": env("TRAINING_ARCHITECTURE", "xception"),
+    "image_size": env_int("TRAINING_IMAGE_SIZE", 299),
+    "epochs": env_int("TRAINING_EPOCHS", 15),
+    "batch_size": env_int("TRAINING_BATCH_SIZE", 16),
+}
+# ImageNet weights for the backbone, as a LOCAL file (nothing is downloaded at run time); e.g.
+# Keras' xception_weights_tf_dim_ordering_tf_kernels_notop.h5. Without one, training starts
+# from random weights and the run says so in its log.
+TRAINING_IMAGENET_WEIGHTS = env("TRAINING_IMAGENET_WEIGHTS")
+TRAINING_WORKDIR = Path(env("TRAINING_WORKDIR", str(VAR_DIR / "training")))
+# A running run whose worker has not reported for this long is marked failed (worker lost).
+TRAINING_HEARTBEAT_TIMEOUT = env_int("TRAINING_HEARTBEAT_TIMEOUT", 900)
+# Celery beat starts a run once this many photos were newly confirmed since the last dataset.
+TRAINING_AUTO_MIN_NEW_PHOTOS = env_int("TRAINING_AUTO_MIN_NEW_PHOTOS", 200)
+# The promotion gate: no taxon's recall may fall by more than this (0.05 = 5 points).
+PROMOTION_MAX_RECALL_DROP = env_float("PROMOTION_MAX_RECALL_DROP", 0.05)
+
 CELERY_BEAT_SCHEDULE = {
+    "sweep-training-runs": {"task": "classifier.tasks.sweep_training_runs", "schedule": 60.0},
+    "scheduled-training": {"task": "classifier.tasks.start_scheduled_training", "schedule": 3600.0},
     "sweep-unclassified": {
         "task": "classifier.tasks.sweep_unclassified",
         "schedule": CLASSIFICATION_SWEEP_SECONDS,
@@ -382,3 +404,26 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY and env_bool("PARKWATCH_PRODUCTIO
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("Set SECRET_KEY: the development key must not run in production.")
+
+# Exports and the Darwin Core Archive's metadata
+# The archive's eml.xml (GBIF's required dataset metadata) comes from these. The dataset licence
+# defaults to the most restrictive licence a record may carry (as iNaturalist's GBIF dataset
+# does); each record keeps its own licence in occurrence.txt and multimedia.txt.
+DWCA_TITLE = env("DWCA_TITLE", "ParkWatch: expert-confirmed sightings of invasive species")
+DWCA_DESCRIPTION = env(
+    "DWCA_DESCRIPTION",
+    "Sightings of invasive species photographed by park visitors, suggested by an image "
+    "classifier and confirmed by expert curators from the photos. Positions of sensitive taxa "
+    "are generalised to a 0.1 degree grid cell.",
+)
+DWCA_PUBLISHER = env("DWCA_PUBLISHER", "ParkWatch")
+DWCA_CONTACT_NAME = env("DWCA_CONTACT_NAME", "ParkWatch data manager")
+DWCA_CONTACT_EMAIL = env("DWCA_CONTACT_EMAIL", "parkwatch@localhost")
+DWCA_CREATOR = env("DWCA_CREATOR", DWCA_PUBLISHER)
+DWCA_METADATA_PROVIDER = env("DWCA_METADATA_PROVIDER", DWCA_PUBLISHER)
+DWCA_CITATION = env("DWCA_CITATION", f"{DWCA_PUBLISHER}. {DWCA_TITLE}. Occurrence dataset.")
+DWCA_LICENCE = env("DWCA_LICENCE", "CC-BY-NC-4.0")  # CC0-1.0, CC-BY-4.0 or CC-BY-NC-4.0
+# rightsHolder of a record whose observer asked for no credit.
+DWCA_RIGHTS_HOLDER = env("DWCA_RIGHTS_HOLDER", "ParkWatch contributors")
+# Sightings read from the database per query while an export streams (memory stays flat).
+EXPORT_CHUNK_SIZE = env_int("EXPORT_CHUNK_SIZE", 500)
