@@ -11,4 +11,5 @@ urlpatterns = [
     ),
     # The curators' endpoints: review queue, claims, decisions, control follow-up.
     path("", include("observations.api.review")),
+    path("exports/", include("observations.api.exports")),
 ]

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import django
     django.setup()
     from django.test import Client
@@ -29,8 +29,11 @@ SCRIPT = textwrap.dedent(
                     "observed_at": "2026-06-01T10:00:00+02:00"}).status_code,
     ]
     loaded = [name for name in ("tensorflow", "keras", "tf_keras", "onnxruntime", "torch") if name in sys.modules]
-    print(json.dumps({"statuses": statuses, "loaded": loaded,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM: this process's peak resident memory (ru_maxrss would carry over the parent's
+    # peak across fork and exec).
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    peak_kb = int(status["VmHWM"].split()[0])
+    print(json.dumps({"statuses": statuses, "loaded": loaded, "rss_mb": peak_kb / 1024}))
     """
 )
 
