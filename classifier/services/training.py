@@ -269,6 +269,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
         if result.cancelled:
             _log(run, "Cancelled; the last checkpoint is kept to resume from.")
             _finish(run, TrainingRun.State.CANCELLED)
+            run.refresh_from_db()
             return run
 
         _log(
