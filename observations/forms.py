@@ -139,6 +139,14 @@ class SightingForm(forms.Form):
         help_text="Only the experts see it, to ask about or tell you the outcome of this sighting.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
+    credit_name = forms.CharField(
+        required=False,
+        max_length=150,
+        label="Credit me as (optional)",
+        help_text="The name shown with your sighting in public records and data shared with GBIF. "
+        "Leave it empty to stay anonymous.",
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
     client_uuid = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, campaign: Campaign | None = None, user=None, **kwargs) -> None:

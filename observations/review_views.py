@@ -192,6 +192,15 @@ def _saved_filters(request: HttpRequest) -> dict:
     return filters if isinstance(filters, dict) else {}
 
 
+SESSION_SKIPPED = "review_skipped"
+
+
+def _next_filters(request: HttpRequest) -> dict:
+    """The saved filters, leaving out the sightings this curator skipped in this session."""
+    skipped = request.session.get(SESSION_SKIPPED) or []
+    return {**_saved_filters(request), "exclude": skipped} if skipped else _saved_filters(request)
+
+
 def _back_to_queue(request: HttpRequest) -> str:
     """The queue page the form was sent from (same filters and page), if it is one of ours."""
     target = request.POST.get("return_to", "")
@@ -298,8 +307,12 @@ def _has_filters(request: HttpRequest) -> bool:
 @curator_required
 @require_POST
 def take_next(request: HttpRequest) -> HttpResponse:
-    """Claim the next sighting of the (filtered) queue and open it; or say nothing is waiting."""
+    """Claim the next sighting of the (filtered) queue and open it; or say nothing is waiting.
+
+    Taking next from the queue page starts afresh: skipped sightings may come back.
+    """
     current = request.POST.get("current", "")
+    request.session.pop(SESSION_SKIPPED, None)
     filters = _saved_filters(request)
     try:
         observation = review_claim_next(curator=request.user, filters=filters)
@@ -572,7 +585,7 @@ def decide(request: HttpRequest, uuid) -> HttpResponse:
 def _next_or_empty_queue(request: HttpRequest) -> HttpResponse:
     filters = _saved_filters(request)
     try:
-        following = review_claim_next(curator=request.user, filters=filters)
+        following = review_claim_next(curator=request.user, filters=_next_filters(request))
     except ParkWatchError as error:
         messages.error(request, error.detail)
         following = None
@@ -585,15 +598,21 @@ def _next_or_empty_queue(request: HttpRequest) -> HttpResponse:
 @curator_required
 @require_POST
 def release(request: HttpRequest, uuid) -> HttpResponse:
-    """Give the sighting back to the queue (skip it) and return to the queue."""
+    """Give the sighting back to the queue (skip it) and go on to the next one."""
     observation = _observation_or_404(uuid)
     try:
         review_release(curator=request.user, observation=observation)
     except ParkWatchError as error:
         messages.error(request, error.detail)
         return redirect("review-sighting", uuid=observation.uuid)
-    messages.info(request, f"{_short(observation)} released: it is back in the queue.")
-    return redirect(_queue_url(_saved_filters(request)))
+    skipped = [
+        value
+        for value in request.session.get(SESSION_SKIPPED) or []
+        if value != str(observation.uuid)
+    ]
+    request.session[SESSION_SKIPPED] = (skipped + [str(observation.uuid)])[-200:]
+    messages.info(request, f"{_short(observation)} skipped: it is back in the queue for others.")
+    return _next_or_empty_queue(request)
 
 
 # --- control follow-up ------------------------------------------------------------------------

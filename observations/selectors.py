@@ -145,6 +145,8 @@ def review_queue(*, curator, campaign=None, filters: dict | None = None) -> Quer
         queryset = queryset.filter(ai_invasive_score__gte=settings.REVIEW_INVASIVE_THRESHOLD)
     if filters.get("duplicates_only"):
         queryset = queryset.filter(possible_duplicate_of__isnull=False)
+    if filters.get("exclude"):  # sightings this curator skipped a moment ago
+        queryset = queryset.exclude(uuid__in=filters["exclude"])
     return queryset.annotate(
         likely_invasive=Case(
             When(ai_invasive_score__gte=settings.REVIEW_INVASIVE_THRESHOLD, then=Value(1)),

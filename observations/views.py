@@ -74,8 +74,13 @@ VISIBLE_FIELDS = {
     "notes",
     "licence",
     "email",
+    "credit_name",
 }
-FIELD_ALIASES = {"observer_email": "email", "position_source": "latitude"}
+FIELD_ALIASES = {
+    "observer_email": "email",
+    "position_source": "latitude",
+    "observer_credit": "credit_name",
+}
 
 
 # --- upload -------------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ def _submit(request: HttpRequest, campaign: Campaign | None) -> HttpResponse:
             photos=data["photos"],
             observer=request.user,
             observer_email=data.get("email") or "",
+            observer_credit=data.get("credit_name") or "",
             campaign=campaign,
             latitude=data["latitude"],
             longitude=data["longitude"],

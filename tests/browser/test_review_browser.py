@@ -142,10 +142,10 @@ def test_a_curator_takes_the_next_sighting_and_confirms_it_with_the_key_1(
     second.refresh_from_db()
     assert (second.status, second.claimed_by) == (Observation.Status.IN_REVIEW, curator)
 
-    # "s" gives the next one back; the queue shows it again.
+    # "s" gives the next one back (nothing else waits: back to the queue, which shows it again).
     page.keyboard.press("s")
     page.wait_for_url(re.compile(r"/review/$"))
-    expect(page.locator(".messages")).to_contain_text("released: it is back in the queue")
+    expect(page.locator(".messages")).to_contain_text("skipped: it is back in the queue for others")
     expect(page.locator("#queue .review-row")).to_have_count(1)
     second.refresh_from_db()
     assert second.claimed_by is None

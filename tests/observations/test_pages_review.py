@@ -509,13 +509,34 @@ def test_release_gives_the_sighting_back(curator_client, taxa):
         reverse("review-release", kwargs={"uuid": observation.uuid}), follow=True
     )
 
-    assert response.redirect_chain[-1][0] == QUEUE
-    assert f"{str(observation.uuid)[:8]} released: it is back in the queue." in messages_of(
-        response
+    assert response.redirect_chain[-1][0] == QUEUE  # nothing else waiting
+    assert (
+        f"{str(observation.uuid)[:8]} skipped: it is back in the queue for others."
+        in messages_of(response)
     )
     observation.refresh_from_db()
     assert observation.status == Observation.Status.CLASSIFIED
     assert observation.claimed_by is None
+
+
+def test_skipping_moves_on_to_the_next_sighting_not_the_same_one(curator_client, taxa):
+    first = classified(taxa[0])
+    second = classified(taxa[1])
+    curator_client.post(NEXT)
+    taken = Observation.objects.get(claimed_by__isnull=False)
+
+    response = curator_client.post(
+        reverse("review-release", kwargs={"uuid": taken.uuid}), follow=True
+    )
+
+    other = second if taken == first else first
+    assert response.redirect_chain[-1][0] == review_url(other)
+    taken.refresh_from_db()
+    assert taken.claimed_by is None
+    # Taking next from the queue page starts afresh: the skipped one can come back.
+    curator_client.post(reverse("review-release", kwargs={"uuid": other.uuid}))
+    curator_client.post(NEXT)
+    assert Observation.objects.filter(claimed_by__isnull=False).count() == 1
 
 
 def test_releasing_someone_elses_claim_is_refused_with_a_message(

@@ -258,3 +258,13 @@ def test_it_says_so_when_no_campaign_is_open(client, db):
 
     assert "No campaign is open for sightings yet." in html
     assert 'name="photos"' not in html
+
+
+def test_the_visitor_chooses_the_name_to_be_credited_with(client, campaign, visitor):
+    client.force_login(visitor)
+
+    post(client, photos=[photo_upload(gps=ORDESA, taken_at=JUNE_FIRST)], credit_name=" Ana Pérez ")
+
+    observation = Observation.objects.get()
+    assert observation.observer_credit == "Ana Pérez"
+    assert observation.observer == visitor
