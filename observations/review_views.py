@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib import messages
@@ -56,6 +56,7 @@ from observations.services.review import (
     review_decide,
     review_release,
 )
+from observations.timezones import local_text, park_zone
 
 QUEUE_PER_PAGE = 25
 CONTROL_PER_PAGE = 20
@@ -92,24 +93,11 @@ def curator_required(view: Callable) -> Callable:
 
 
 def _zone(observation: Observation) -> ZoneInfo:
-    name = observation.park.timezone if observation.park else settings.PARKWATCH_DEFAULT_TIMEZONE
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(settings.PARKWATCH_DEFAULT_TIMEZONE)
-
-
-def _utc_offset(moment: datetime) -> str:
-    offset = moment.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "+" if minutes >= 0 else "-"
-    hours, minutes = divmod(abs(minutes), 60)
-    return f"UTC{sign}{hours:02d}:{minutes:02d}"
+    return park_zone(observation.park)
 
 
 def _local_text(moment: datetime, zone: ZoneInfo) -> str:
-    local = moment.astimezone(zone)
-    return f"{local.day} {local:%b %Y, %H:%M} ({_utc_offset(local)})"
+    return local_text(moment, zone, month="%b")
 
 
 def _percent_text(probability: float | None) -> str:

@@ -7,8 +7,6 @@ through `position_for`, so a sensitive sighting is generalised for everyone who 
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.contrib import messages
@@ -42,6 +40,7 @@ from observations.selectors import (
 from observations.services.adoption import observations_adopt
 from observations.services.submission import observation_submit
 from observations.throttling import UploadRateThrottle
+from observations.timezones import local_text, park_zone
 
 SIGHTINGS_PER_PAGE = 20
 
@@ -200,27 +199,6 @@ def _sighting_or_404(uuid) -> Observation:
     if observation is None:
         raise Http404("No sighting with this link.")
     return observation
-
-
-def _local_zone(observation: Observation) -> ZoneInfo:
-    name = observation.park.timezone if observation.park else settings.PARKWATCH_DEFAULT_TIMEZONE
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(settings.PARKWATCH_DEFAULT_TIMEZONE)
-
-
-def _utc_offset(moment: datetime) -> str:
-    offset = moment.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "+" if minutes >= 0 else "-"
-    hours, minutes = divmod(abs(minutes), 60)
-    return f"UTC{sign}{hours:02d}:{minutes:02d}"
-
-
-def _local_text(moment: datetime) -> str:
-    """'1 June 2026, 10:30 (UTC+02:00)': the wall-clock time where it happened, and its offset."""
-    return f"{moment.day} {moment:%B %Y, %H:%M} ({_utc_offset(moment)})"
 
 
 def _taxon_json(taxon: Taxon | None) -> dict | None:
@@ -414,7 +392,7 @@ def sighting_detail(request: HttpRequest, uuid) -> HttpResponse:
     observation = _sighting_or_404(uuid)
     viewer = viewer_from_request(request)
     position = position_for(observation, viewer)
-    zone = _local_zone(observation)
+    zone = park_zone(observation.park)
     local_time = observation.observed_at.astimezone(zone)
     owns = viewer.owns(observation)
     curator = is_curator(request.user)
@@ -435,8 +413,8 @@ def sighting_detail(request: HttpRequest, uuid) -> HttpResponse:
         "owns": owns,
         "sensitive_note": owns and not position.generalised and is_sensitive(observation),
         "observed_local": local_time,
-        "observed_text": _local_text(local_time),
-        "received_text": _local_text(observation.received_at.astimezone(zone)),
+        "observed_text": local_text(local_time, zone),
+        "received_text": local_text(observation.received_at, zone),
         "zone_name": str(zone),
         "status_sentence": STATUS_SENTENCES[observation.status],
         "ai": ai,

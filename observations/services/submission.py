@@ -7,7 +7,6 @@ import uuid as uuid_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -20,6 +19,7 @@ from observations.models import Campaign, Observation, Park, Photo, Taxon
 from observations.services.classification import classification_request
 from observations.services.parks import park_for_point
 from observations.services.photos import InspectedPhoto, photo_inspect
+from observations.timezones import park_zone
 
 logger = logging.getLogger(__name__)
 
@@ -226,14 +226,6 @@ def _settle_position(inspected, latitude, longitude, accuracy_m, source):
     return latitude, longitude, accuracy_m, altitude_m, source
 
 
-def _local_zone(park: Park | None):
-    name = park.timezone if park else settings.PARKWATCH_DEFAULT_TIMEZONE
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(settings.PARKWATCH_DEFAULT_TIMEZONE)
-
-
 def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> datetime:
     """Sent time wins; else EXIF DateTimeOriginal with its offset, else in the park's zone."""
     if observed_at is None:
@@ -245,7 +237,7 @@ def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> 
             field="observed_at",
         )
     if timezone.is_naive(observed_at):
-        observed_at = observed_at.replace(tzinfo=_local_zone(park))
+        observed_at = observed_at.replace(tzinfo=park_zone(park))
     if observed_at > timezone.now() + FUTURE_TOLERANCE:
         raise ParkWatchError(
             "The observation time is in the future.",

@@ -9,7 +9,11 @@ import pytest
 from django.utils import timezone
 
 from classifier.models import ClassifierVersion, PromotionEvent, TrainingRun
-from classifier.services.training import training_run_create, training_run_execute, training_runs_sweep
+from classifier.services.training import (
+    training_run_create,
+    training_run_execute,
+    training_runs_sweep,
+)
 from observations.models import Observation
 from observations.services.review import review_decide
 from observations.services.submission import observation_submit
