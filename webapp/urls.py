@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("observations.api.urls")),
     path("api/v1/", include("classifier.api")),
     path("review/", include("observations.review_urls")),
+    path("dashboard/", include("classifier.dashboard.urls")),
     path("", include("observations.urls")),
 ]
 

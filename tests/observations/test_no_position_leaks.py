@@ -82,6 +82,7 @@ def _param_values(observation: Observation) -> dict[str, list[str]]:
         "app_label": ["observations"],
         "path": [name for photo in photos for name in (photo.image.name, photo.thumbnail.name)],
         "url": ["observations/observation/"],
+        "kind": ["curves", "confusion"],  # a model card's plots
     }
 
 

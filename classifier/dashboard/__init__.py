@@ -1,0 +1,1 @@
+"""The admins' dashboard (/dashboard/): figures, map, exports, classifiers, training."""
