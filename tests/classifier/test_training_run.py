@@ -41,7 +41,10 @@ def texture_sighting(kind: int, rng, observed: datetime) -> Observation:
     buffer = BytesIO()
     texture(kind, rng, size=SIZE).save(buffer, "JPEG", quality=92)
     return observation_submit(
-        photos=[upload(buffer.getvalue())], latitude=ORDESA[0], longitude=ORDESA[1], observed_at=observed
+        photos=[upload(buffer.getvalue())],
+        latitude=ORDESA[0],
+        longitude=ORDESA[1],
+        observed_at=observed,
     ).observation
 
 
@@ -53,7 +56,9 @@ def confirmed_textures(campaign, curator, taxa):
     for index in range(48):
         kind = index % 3
         observation = texture_sighting(kind, rng, moment)
-        review_decide(observation=observation, curator=curator, decision="confirm", taxon=taxa[kind])
+        review_decide(
+            observation=observation, curator=curator, decision="confirm", taxon=taxa[kind]
+        )
     return rng
 
 
@@ -76,7 +81,10 @@ def test_a_run_trains_evaluates_and_the_gate_promotes_a_better_candidate(trained
 
     assert run.state == TrainingRun.State.SUCCEEDED, run.log
     version = run.result_version
-    assert version.state == ClassifierVersion.State.ACTIVE, (version.state_reason, version.metrics["test"]["top1"])
+    assert version.state == ClassifierVersion.State.ACTIVE, (
+        version.state_reason,
+        version.metrics["test"]["top1"],
+    )
     assert version.metrics["test"]["top1"] > 0.6  # three textures: chance is a third
     assert version.temperature is not None and version.temperature > 0
     assert {"curves", "confusion"} <= set(version.model_card["plots"])
@@ -101,7 +109,10 @@ def test_a_worse_candidate_is_held_back_with_the_reason(trained_run, campaign):
     assert held.state == ClassifierVersion.State.CANDIDATE
     assert "Held back by the promotion gate" in held.state_reason
     assert PromotionEvent.objects.get(version=held).action == PromotionEvent.Action.HELD
-    assert ClassifierVersion.objects.get(campaign=campaign, state="active") == trained_run[0].result_version
+    assert (
+        ClassifierVersion.objects.get(campaign=campaign, state="active")
+        == trained_run[0].result_version
+    )
 
 
 def test_a_cancelled_run_stops_and_can_be_resumed_from_its_checkpoint(trained_run, campaign):
@@ -109,7 +120,10 @@ def test_a_cancelled_run_stops_and_can_be_resumed_from_its_checkpoint(trained_ru
     TrainingRun.objects.filter(pk=first.pk).update(state=TrainingRun.State.CANCELLED)
 
     resumed = training_run_create(
-        campaign=campaign, parameters={"epochs": 10}, resume_from=TrainingRun.objects.get(pk=first.pk), enqueue=False
+        campaign=campaign,
+        parameters={"epochs": 10},
+        resume_from=TrainingRun.objects.get(pk=first.pk),
+        enqueue=False,
     )
     resumed = training_run_execute(run_id=resumed.pk)
 
@@ -118,7 +132,9 @@ def test_a_cancelled_run_stops_and_can_be_resumed_from_its_checkpoint(trained_ru
     assert "epoch 10/10" in resumed.log and "epoch 8/10" not in resumed.log
 
 
-def test_a_run_cancelled_before_it_starts_never_trains(campaign, confirmed_textures, tmp_path, settings):
+def test_a_run_cancelled_before_it_starts_never_trains(
+    campaign, confirmed_textures, tmp_path, settings
+):
     settings.TRAINING_WORKDIR = tmp_path / "training"
     run = training_run_create(campaign=campaign, parameters=FAST, enqueue=False)
     TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
@@ -152,3 +168,24 @@ def test_bad_parameters_are_refused_clearly(campaign, confirmed_textures):
 
     assert excinfo.value.field == "parameters"
     assert "architecture" in excinfo.value.detail
+
+
+def test_the_schedule_starts_a_run_once_enough_photos_were_newly_confirmed(
+    campaign, confirmed_textures, settings, django_capture_on_commit_callbacks
+):
+    from classifier.services.training import training_schedule_check
+
+    settings.TRAINING_AUTO_MIN_NEW_PHOTOS = 49  # 48 confirmed so far
+    assert training_schedule_check() == []
+
+    settings.TRAINING_AUTO_MIN_NEW_PHOTOS = 48
+    with django_capture_on_commit_callbacks() as callbacks:
+        (run,) = training_schedule_check()
+    assert run.state == TrainingRun.State.QUEUED
+    assert run.parameters["start_from"] == "active"
+    assert "Started by the schedule: 48 newly confirmed photos" in run.log
+    assert len(callbacks) == 1  # handed to the training queue after commit
+    # A run is already queued, and no photo was confirmed since its snapshot: nothing more.
+    assert training_schedule_check() == []
+    TrainingRun.objects.filter(pk=run.pk).update(state=TrainingRun.State.SUCCEEDED)
+    assert training_schedule_check() == []
