@@ -68,6 +68,7 @@ def celery_worker(*, queues: str = "inference,default", beat: bool = False, log_
     if beat:
         command += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
     log = log_path.open("ab")
+    start = log.tell()  # a log shared by several workers: look only at this one's lines
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -79,7 +80,7 @@ def celery_worker(*, queues: str = "inference,default", beat: bool = False, log_
     try:
         # `--purge` empties the queues at start-up: publish nothing before the worker is ready.
         wait_for(
-            lambda: b" ready." in log_path.read_bytes() or process.poll() is not None,
+            lambda: b" ready." in log_path.read_bytes()[start:] or process.poll() is not None,
             timeout=60,
             log_path=log_path,
         )

@@ -71,3 +71,50 @@ def test_confirmed_sightings_train_a_model_that_is_promoted_and_reclassifies_the
     assert old.state == ClassifierVersion.State.RETIRED
     # The old version's predictions stay as they were: history is kept.
     assert Prediction.objects.filter(observation=waiting, version=old).exists()
+
+
+def test_a_killed_training_worker_leaves_the_run_failed_and_a_new_run_resumes_it(
+    campaign, curator, admin_user, taxa, tmp_path, settings
+):
+    from classifier.services.training import training_run_create, training_runs_sweep
+    from tests.workers import kill_worker_tree
+
+    rng = np.random.default_rng(5)
+    moment = timezone.now() - timedelta(days=1)
+    for index in range(48):
+        observation = texture_sighting(index % 3, rng, moment)
+        review_decide(
+            observation=observation, curator=curator, decision="confirm", taxon=taxa[index % 3]
+        )
+    log = tmp_path / "worker.log"
+    env = {"TRAINING_WORKDIR": tmp_path / "training"}
+    slow = {**FAST, "epochs": 40}
+
+    with celery_worker(queues="training", log_path=log, **env) as worker:
+        run = training_run_create(campaign=campaign, parameters=slow)
+
+        def past_first_epoch():
+            return (TrainingRun.objects.get(pk=run.pk).progress or {}).get("epoch", 0) >= 2
+
+        wait_for(past_first_epoch, timeout=180, interval=0.5, log_path=log)
+        kill_worker_tree(worker)
+
+    run.refresh_from_db()
+    assert run.state == TrainingRun.State.RUNNING  # nobody could say otherwise yet
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 1
+    wait_for(lambda: training_runs_sweep() == [run.pk], timeout=30, log_path=log)
+    run.refresh_from_db()
+    assert run.state == TrainingRun.State.FAILED
+    assert "stopped responding" in run.error
+
+    with celery_worker(queues="training,inference,default", log_path=log, **env):
+        resumed = training_run_create(campaign=campaign, parameters={"epochs": 4}, resume_from=run)
+        wait_for(
+            lambda: TrainingRun.objects.get(pk=resumed.pk).state in ("succeeded", "failed"),
+            timeout=240,
+            interval=1,
+            log_path=log,
+        )
+    resumed.refresh_from_db()
+    assert resumed.state == TrainingRun.State.SUCCEEDED, resumed.log + resumed.error
+    assert "resuming after epoch" in resumed.log
