@@ -29,6 +29,8 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/openapi-schema.yaml
 
 ## The whole suite: lint, import contracts, tests (PostgreSQL and Redis when DATABASE_URL/REDIS_URL say so).
 test: lint
