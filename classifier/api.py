@@ -15,26 +15,25 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import include, path
 from drf_spectacular.utils import (
-    OpenApiResponse,
     extend_schema,
     inline_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from classifier.models import ClassifierVersion
 from classifier.selectors import version_list
 from classifier.services.promotion import version_promote
 from observations.api.permissions import IsAdmin, IsCurator
-from observations.api.serializers import ErrorSerializer, TaxonSummarySerializer
+from observations.api.serializers import TaxonSummarySerializer, error_responses
 from observations.api.views import API_AUTHENTICATION, API_RENDERERS, UploadMultiPartParser
 from observations.errors import ParkWatchError
 from observations.models import Campaign, Taxon
 from observations.selectors import campaign_for_upload
 from observations.services.photos import photo_inspect
+from observations.throttling import UploadRateThrottle
 
 logger = logging.getLogger(__name__)
 IDENTIFY_TASK = "classifier.tasks.identify_photos"
@@ -78,8 +77,7 @@ class ClassifierVersionSerializer(serializers.ModelSerializer):
         ]
 
 
-def _errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+_errors = error_responses
 
 
 class ClassifierListApi(APIView):
@@ -141,13 +139,10 @@ class ClassifierActivateApi(APIView):
         return Response(ClassifierVersionSerializer(version_list().get(pk=version.pk)).data)
 
 
-class IdentifyThrottle(SimpleRateThrottle):
-    scope = "identify"
+class IdentifyThrottle(UploadRateThrottle):
+    """Per client (the user, else the address), as uploads, with its own rate."""
 
-    def get_cache_key(self, request, view):
-        user = request.user
-        ident = user.pk if user.is_authenticated else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+    scope = "identify"
 
 
 class IdentifyResultSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,15 +16,13 @@ from classifier.services.datasets import snapshot_create
 from classifier.services.promotion import version_rollback
 from classifier.services.training import training_run_cancel, training_run_create
 from observations.api.permissions import IsAdmin
-from observations.api.serializers import ErrorSerializer
+from observations.api.serializers import error_responses
 from observations.api.views import API_AUTHENTICATION, API_RENDERERS
 from observations.errors import ParkWatchError
 from observations.models import Campaign
 from observations.selectors import campaign_for_upload
 
-
-def _errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+_errors = error_responses
 
 
 def _campaign(slug: str | None) -> Campaign:

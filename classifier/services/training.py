@@ -205,7 +205,8 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
             parameters["weights"] = str(local_weights(previous))
             # The old head fits only if the classes are the same ones, in the same order.
             previous_names = [
-                label.taxon.scientific_name if label.taxon_id else label.name for label in previous.labels.all()
+                label.taxon.scientific_name if label.taxon_id else label.name
+                for label in previous.labels.all()
             ]
             reuse_head = previous_names == labels
         elif start_from == "scratch":

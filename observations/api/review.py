@@ -7,6 +7,8 @@ clients 401. Curators see exact positions, so nothing here goes through `positio
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db.models import Prefetch
 from django.urls import path
 from drf_spectacular.utils import (
@@ -23,10 +25,10 @@ from observations.api.permissions import IsCurator
 from observations.api.serializers import (
     ControlCaseSerializer,
     ControlEventSerializer,
-    ErrorSerializer,
     ObservationOutputSerializer,
     ReviewQueueItemSerializer,
     ReviewSerializer,
+    error_responses,
     observation_context,
 )
 from observations.api.views import API_AUTHENTICATION, API_RENDERERS, ObservationPagination
@@ -63,11 +65,7 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def _errors(*codes: int) -> dict:
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
-        for code in codes
-    }
+_errors = partial(error_responses, descriptions=ERROR_DESCRIPTIONS)
 
 
 def _sighting_or_404(uuid) -> Observation:

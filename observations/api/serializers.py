@@ -7,8 +7,10 @@ absolute URLs) and the viewer in their context: see `observation_context`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from observations.geoprivacy import Position, Viewer, position_for
@@ -34,6 +36,15 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(
         required=False, help_text="Every field's validation errors, when the input was invalid."
     )
+
+
+def error_responses(*codes: int, descriptions: Mapping[int, str] | None = None) -> dict:
+    """OpenAPI responses for these 4xx/5xx codes, all in the error format."""
+    descriptions = descriptions or {}
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=descriptions.get(code, ""))
+        for code in codes
+    }
 
 
 class TaxonSummarySerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import UUID
 
 from django.conf import settings
@@ -23,8 +24,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from observations.api.serializers import (
-    ErrorSerializer,
     ObservationOutputSerializer,
+    error_responses,
     observation_context,
 )
 from observations.errors import ParkWatchError
@@ -92,19 +93,16 @@ class ObservedAtField(serializers.DateTimeField):
         return value
 
 
-def _errors(*codes: int) -> dict:
-    descriptions = {
-        400: "Invalid input; `field` names the culprit.",
-        401: "Not signed in (anonymous uploads are off).",
-        403: "Forbidden (e.g. CSRF check failed for a session).",
-        404: "No such sighting, or not visible to you.",
-        409: "The client_uuid belongs to another user's sighting.",
-        415: "Unsupported media type.",
-        429: "Too many uploads; retry after the Retry-After header's seconds.",
-    }
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes
-    }
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `field` names the culprit.",
+    401: "Not signed in (anonymous uploads are off).",
+    403: "Forbidden (e.g. CSRF check failed for a session).",
+    404: "No such sighting, or not visible to you.",
+    409: "The client_uuid belongs to another user's sighting.",
+    415: "Unsupported media type.",
+    429: "Too many uploads; retry after the Retry-After header's seconds.",
+}
+_errors = partial(error_responses, descriptions=ERROR_DESCRIPTIONS)
 
 
 class ObservationCollectionApi(APIView):

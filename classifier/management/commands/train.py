@@ -73,7 +73,10 @@ class Command(BaseCommand):
                 raise CommandError(f"No training run {options['resume']}.")
         try:
             run = training_run_create(
-                campaign=campaign, parameters=parameters, resume_from=resume, enqueue=not options["here"]
+                campaign=campaign,
+                parameters=parameters,
+                resume_from=resume,
+                enqueue=not options["here"],
             )
         except ParkWatchError as exc:
             raise CommandError(exc.detail) from None
