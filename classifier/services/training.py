@@ -204,11 +204,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
         if start_from == START_FROM_ACTIVE and previous is not None and previous.backend == "keras":
             parameters["weights"] = str(local_weights(previous))
             # The old head fits only if the classes are the same ones, in the same order.
-            previous_names = [
-                label.taxon.scientific_name if label.taxon_id else label.name
-                for label in previous.labels.all()
-            ]
-            reuse_head = previous_names == labels
+            reuse_head = _class_names(previous) == labels
         elif start_from == "scratch":
             parameters["weights"] = None
         config = training_parameters_check(parameters)
@@ -389,6 +385,14 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     return run
 
 
+def _class_names(version: ClassifierVersion) -> list[str]:
+    """A version's outputs named as snapshots name classes: the taxon, else the raw label."""
+    return [
+        label.taxon.scientific_name if label.taxon_id else label.name
+        for label in version.labels.all()
+    ]
+
+
 def _project(
     probabilities: np.ndarray, version: ClassifierVersion, labels: list[str]
 ) -> np.ndarray:
@@ -397,10 +401,7 @@ def _project(
     A class the active version does not know gets probability 0 (it cannot find it); the rest
     is renormalised, so both models are scored on the same classes and the same photos.
     """
-    names = [
-        label.taxon.scientific_name if label.taxon_id else label.name
-        for label in version.labels.all()
-    ]
+    names = _class_names(version)
     projected = np.zeros((len(probabilities), len(labels)), dtype=np.float64)
     for source, name in enumerate(names):
         if name in labels:
