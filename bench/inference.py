@@ -115,6 +115,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="smoke run: 8 images, batches 4,8, 2 ten-crop images, one repeat",
     )
     parser.add_argument(
+        "--float32-only",
+        action="store_true",
+        help="serve float32 only (by default the hardware's mixed precision is tried too: "
+        "float16 on a GPU, bfloat16 on a CPU with bfloat16 units)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (database, photos, model)"
     )
     args = parser.parse_args(argv)
@@ -360,25 +366,11 @@ def public_derivatives(ids: Sequence[int]) -> list[bytes]:
 # -- the model -------------------------------------------------------------------------------
 
 
-def build_xception(path: Path, num_classes: int, *, mixed: bool) -> Path:
+def build_xception(path: Path, num_classes: int) -> Path:
     """Full Xception with random weights (weights=None: nothing is downloaded), saved .keras."""
     import keras
 
-    if mixed:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        try:
-            base = keras.applications.Xception(
-                weights=None, include_top=False, pooling="avg", input_shape=(299, 299, 3)
-            )
-            # The output layer stays float32 so the softmax does not saturate in float16.
-            outputs = keras.layers.Dense(
-                num_classes, activation="softmax", dtype="float32", name="predictions"
-            )(base.output)
-            model = keras.Model(base.input, outputs, name="xception_mixed")
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
-    else:
-        model = keras.applications.Xception(weights=None, classes=num_classes)
+    model = keras.applications.Xception(weights=None, classes=num_classes)
     model.save(path)
     del model
     keras.backend.clear_session()
@@ -791,19 +783,25 @@ def run(args: argparse.Namespace, var_dir: Path, database_url: str | None, start
 
     # -- model(s): registered and activated through the registry, loaded as a worker does.
     t = time.perf_counter()
-    fp32_path = build_xception(var_dir / "xception-random.keras", len(labels), mixed=False)
+    fp32_path = build_xception(var_dir / "xception-random.keras", len(labels))
     versions = {"float32": register(campaign, fp32_path, labels, "Bench Xception", activate=True)}
-    if gpus:
-        mp_path = build_xception(var_dir / "xception-random-mp.keras", len(labels), mixed=True)
-        versions["mixed_float16"] = register(
-            campaign, mp_path, labels, "Bench Xception (mixed precision)", activate=False
+    # The hardware's mixed precision (CLASSIFIER_COMPUTE_DTYPE=auto: float16 on a GPU, bfloat16
+    # on a CPU with bfloat16 units), served from the same float32 file as a worker would.
+    from classifier.engine.backends.keras import resolve_compute_dtype
+
+    mixed = "float32" if args.float32_only else resolve_compute_dtype("auto")
+    if mixed != "float32":
+        versions[mixed] = register(
+            campaign, fp32_path, labels, f"Bench Xception ({mixed})", activate=False
         )
     build_s = time.perf_counter() - t
     classifiers, load_s = {}, {}
     for precision, version in versions.items():
         t = time.perf_counter()
+        settings.CLASSIFIER_COMPUTE_DTYPE = precision  # what the worker's environment says
         classifiers[precision] = classifier_for(version)  # the worker's per-process cache
         load_s[precision] = time.perf_counter() - t
+    settings.CLASSIFIER_COMPUTE_DTYPE = "float32"
     params = classifiers["float32"].backend.model.count_params()
     print(
         f"model: Xception, random weights, {IMAGE_SIZE} px, {len(labels)} classes, "
@@ -857,6 +855,16 @@ def run(args: argparse.Namespace, var_dir: Path, database_url: str | None, start
     print(f"Raw forward: KerasBackend.predict on preprocessed float32 tensors ({len(x)} images)")
     print_rows(list(raw_rows.values()), mark=raw_rows[best_key])
     precision, batch = best_key
+    for other in classifiers:
+        if other != "float32":
+            # Mixed precision changes the probabilities by 16-bit rounding only: how much here.
+            p32 = classifiers["float32"].backend.predict(x[:32])
+            p16 = classifiers[other].backend.predict(x[:32])
+            agree = np.mean(p32.argmax(axis=1) == p16.argmax(axis=1))
+            print(
+                f"  {other} against float32 on {len(p32)} images: max |dp| "
+                f"{np.abs(p16 - p32).max():.2g}, top-1 agreement {agree:.0%} (random weights)"
+            )
     if precision != "float32":
         probe = classifiers[precision].backend.predict(x[:batch])
         if np.isfinite(probe).all():

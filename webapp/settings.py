@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
+from webapp.storage_settings import local_storages, s3_storages
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -159,44 +161,20 @@ MODELS_ROOT = Path(env("MODELS_ROOT", str(VAR_DIR / "models")))
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", str(VAR_DIR / "model-cache")))
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
 if AWS_STORAGE_BUCKET_NAME:
-    _s3 = {
-        "bucket_name": AWS_STORAGE_BUCKET_NAME,
-        "endpoint_url": env("AWS_S3_ENDPOINT_URL") or None,
-        "region_name": env("AWS_S3_REGION_NAME") or None,
-        "access_key": env("AWS_ACCESS_KEY_ID") or None,
-        "secret_key": env("AWS_SECRET_ACCESS_KEY") or None,
-        "default_acl": None,  # objects stay private; derivatives go out as signed URLs
-        "querystring_auth": True,
-        "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600),
-        "file_overwrite": False,
-    }
-    STORAGES = {
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**_s3, "location": "public"},
-        },
-        "originals": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**_s3, "location": "originals", "querystring_expire": 300},
-        },
-        "models": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {**_s3, "location": "models"},
-        },
-    }
+    STORAGES = s3_storages(
+        bucket=AWS_STORAGE_BUCKET_NAME,
+        endpoint_url=env("AWS_S3_ENDPOINT_URL"),
+        public_endpoint_url=env("AWS_S3_PUBLIC_ENDPOINT_URL"),
+        region_name=env("AWS_S3_REGION_NAME"),
+        access_key=env("AWS_ACCESS_KEY_ID"),
+        secret_key=env("AWS_SECRET_ACCESS_KEY"),
+        addressing_style=env("AWS_S3_ADDRESSING_STYLE"),
+        querystring_expire=env_int("AWS_QUERYSTRING_EXPIRE", 3600),
+        connect_timeout=env_float("AWS_S3_CONNECT_TIMEOUT", 5),
+        read_timeout=env_float("AWS_S3_READ_TIMEOUT", 60),
+    )
 else:
-    STORAGES = {
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "originals": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT), "base_url": None},
-        },
-        # Classifier weights and exports (private).
-        "models": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(MODELS_ROOT), "base_url": None},
-        },
-    }
+    STORAGES = local_storages(private_root=PRIVATE_MEDIA_ROOT, models_root=MODELS_ROOT)
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 # WhiteNoise serves static files in every process; without `collectstatic` it finds them in
 # place (make run), production images collect them at build time.
@@ -327,6 +305,17 @@ CLASSIFY_TASK_NAME = "classifier.tasks.classify_observations"
 # takes at most CLASSIFIER_MAX_BATCH_SIZE views (photos x test-time augmentation views).
 CLASSIFIER_BATCH_SIZE = env_int("CLASSIFIER_BATCH_SIZE", 16)
 CLASSIFIER_MAX_BATCH_SIZE = env_int("CLASSIFIER_MAX_BATCH_SIZE", 32)
+# Precision a worker serves float32 Keras models in: float32 (as saved), mixed_float16 (GPUs),
+# mixed_bfloat16 (CPUs with AVX512-BF16/AMX), or auto (from the worker's hardware). Mixed
+# precision keeps float32 weights and output layer; probabilities move by 16-bit rounding only.
+CLASSIFIER_COMPUTE_DTYPE = env("CLASSIFIER_COMPUTE_DTYPE", "float32")
+if CLASSIFIER_COMPUTE_DTYPE not in ("float32", "mixed_float16", "mixed_bfloat16", "auto"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"CLASSIFIER_COMPUTE_DTYPE={CLASSIFIER_COMPUTE_DTYPE!r}: expected float32, "
+        "mixed_float16, mixed_bfloat16 or auto"
+    )
 # A worker's lease on a claimed batch; a worker that dies frees its sightings when it expires.
 CLASSIFICATION_LEASE_SECONDS = env_int("CLASSIFICATION_LEASE_SECONDS", 120)
 CLASSIFICATION_MAX_ATTEMPTS = env_int("CLASSIFICATION_MAX_ATTEMPTS", 3)

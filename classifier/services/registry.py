@@ -209,8 +209,16 @@ def local_weights(version: ClassifierVersion) -> Path:
     return path
 
 
-def version_load(version: ClassifierVersion, *, max_batch_size: int | None = None):
-    """Load a version for serving: backend, the preprocessing it was trained with, its TTA."""
+def version_load(
+    version: ClassifierVersion,
+    *,
+    max_batch_size: int | None = None,
+    compute_dtype: str | None = None,
+):
+    """Load a version for serving: backend, the preprocessing it was trained with, its TTA.
+
+    Keras models are served in `compute_dtype` (default: the CLASSIFIER_COMPUTE_DTYPE setting).
+    """
     from classifier.engine.backends import load_backend
     from classifier.engine.inference import Classifier
 
@@ -220,7 +228,10 @@ def version_load(version: ClassifierVersion, *, max_batch_size: int | None = Non
     # A DEEP-OC import keeps only its final_model.h5 (a Keras 2 file): it loads like any legacy
     # Keras file, with the preprocessing its conf.json gave, stored on the version.
     kind = "keras" if version.backend == ClassifierVersion.Backend.DEEPOC else version.backend
-    backend = load_backend(kind, path)
+    options = {}
+    if kind == "keras":
+        options["compute_dtype"] = compute_dtype or settings.CLASSIFIER_COMPUTE_DTYPE
+    backend = load_backend(kind, path, **options)
     return Classifier(
         backend,
         spec,

@@ -346,7 +346,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
             )
             _log(run, f"Promoted {version.label}: no classifier was active.")
         else:
-            active_classifier = version_load(previous)
+            active_classifier = version_load(previous, compute_dtype="float32")
             active_probs = predict_probabilities(active_classifier, sources, active_classifier.spec)
             projected = _project(active_probs, previous, labels)
             active_eval = evaluation_from_probabilities(

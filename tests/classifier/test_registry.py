@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from django.db import IntegrityError
 
@@ -7,9 +8,11 @@ from classifier.services.registry import (
     RegistryError,
     local_weights,
     version_activate,
+    version_load,
     version_register,
 )
 from tests.classifier.support import register_tiny_classifier, tiny_keras_file
+from tests.images import make_image
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +88,19 @@ def test_tampered_weights_are_refused_at_load(campaign, tmp_path):
 
     assert excinfo.value.code == "weights_sha256_mismatch"
     assert "sha256" in excinfo.value.detail
+
+
+def test_workers_serve_keras_versions_in_the_configured_precision(campaign, tmp_path, settings):
+    version = register_tiny_classifier(campaign, tmp_path)
+    photos = [make_image(seed=seed) for seed in range(3)]
+    float32 = version_load(version)
+    assert float32.backend.compute_dtype == "float32"
+
+    settings.CLASSIFIER_COMPUTE_DTYPE = "mixed_bfloat16"
+    mixed = version_load(version)
+    assert mixed.backend.compute_dtype == "mixed_bfloat16"
+    np.testing.assert_allclose(
+        mixed.predict_images(photos), float32.predict_images(photos), atol=0.03
+    )
+    # The training gate compares models in float32 whatever the worker serves with.
+    assert version_load(version, compute_dtype="float32").backend.compute_dtype == "float32"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import numpy as np
 from .base import Backend, BackendLoadError, OutputResolver, check_batch, check_output_kind
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# What a loaded float32 model may be served in: float32 as saved, or mixed precision (16-bit
+# compute, float32 weights and output layer). "auto" picks from the hardware at load time.
+COMPUTE_DTYPES = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 
 
 def _output_layer(model: Any) -> Any:
@@ -71,6 +75,62 @@ def _input_hw(model: Any) -> tuple[int | None, int | None, int]:
         raise BackendLoadError(f"model input must have 3 channels (NHWC), got shape {shape}")
     h, w = shape[1], shape[2]
     return (int(h) if h is not None else None, int(w) if w is not None else None, 3)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux only)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_compute_dtype(compute_dtype: str) -> str:
+    """"auto" -> mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 units, else
+    float32; any other value of COMPUTE_DTYPES is returned as it is."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"unknown compute dtype {compute_dtype!r}; expected one of {', '.join(COMPUTE_DTYPES)}"
+        )
+    if compute_dtype != "auto":
+        return compute_dtype
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+def with_compute_dtype(model: Any, policy_name: str) -> Any:
+    """A copy of a Keras 3 model whose layers compute in `policy_name` (a mixed policy), with
+    the same weights; the output layer stays float32, so the softmax never saturates in 16 bits.
+
+    Weights stay float32 (a mixed policy keeps variables in float32), so the copy predicts what
+    the original does to within 16-bit rounding of the activations.
+    """
+    import keras
+
+    output_layer = _output_layer(model)
+
+    def clone(layer: Any) -> Any:
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        config = layer.get_config()
+        if layer is not output_layer:
+            config["dtype"] = policy_name
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    except TypeError:  # Keras before 3.4: no `recursive`; nested models keep their policy
+        copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _load_keras3(path: Path, custom_objects: dict[str, Any] | None, safe_mode: bool) -> Any:
@@ -129,12 +189,22 @@ class KerasBackend(Backend):
 
     kind = "keras"
 
-    def __init__(self, model: Any, *, output: str = "auto", loaded_with: str = "keras") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        output: str = "auto",
+        loaded_with: str = "keras",
+        compute_dtype: str = "float32",
+    ) -> None:
         import tensorflow as tf
 
         check_output_kind(output)
-        self._model = model
         self.loaded_with = loaded_with
+        self.compute_dtype = self._apply_compute_dtype_choice(model, compute_dtype, loaded_with)
+        if self.compute_dtype.startswith("mixed_") and self._saved_policy(model) == "float32":
+            model = with_compute_dtype(model, self.compute_dtype)
+        self._model = model
         h, w, c = _input_hw(model)
         self._input_size = (h, w) if h is not None and w is not None else None
         out_shape = tuple(model.outputs[0].shape)
@@ -153,6 +223,36 @@ class KerasBackend(Backend):
 
         self._serve = tf.function(serve, input_signature=signature)
 
+    @staticmethod
+    def _saved_policy(model: Any) -> str:
+        """The policy most layers were saved with ("float32" for a plain model)."""
+        names = [
+            getattr(getattr(layer, "dtype_policy", None), "name", "float32")
+            for layer in getattr(model, "layers", [])
+            if type(layer).__name__ != "InputLayer"
+        ]
+        return max(set(names), key=names.count) if names else "float32"
+
+    @classmethod
+    def _apply_compute_dtype_choice(cls, model: Any, requested: str, loaded_with: str) -> str:
+        """The compute dtype this model will actually be served in.
+
+        A model saved with a mixed policy keeps it; a float32 model gets the requested one,
+        except a legacy file that only tf_keras could load (served as saved, float32).
+        """
+        requested = resolve_compute_dtype(requested)
+        saved = cls._saved_policy(model)
+        if saved != "float32":
+            return saved
+        if requested != "float32" and loaded_with != "keras":
+            warnings.warn(
+                f"{requested} needs a model Keras 3 can load; this one ({loaded_with}) is "
+                "served in float32",
+                stacklevel=3,
+            )
+            return "float32"
+        return requested
+
     @classmethod
     def load(
         cls,
@@ -161,12 +261,18 @@ class KerasBackend(Backend):
         output: str = "auto",
         custom_objects: dict[str, Any] | None = None,
         safe_mode: bool = True,
+        compute_dtype: str = "float32",
     ) -> KerasBackend:
-        """Load a `.keras` file, or a legacy `.h5` (Keras 3 first, then tf_keras for Keras 2)."""
+        """Load a `.keras` file, or a legacy `.h5` (Keras 3 first, then tf_keras for Keras 2).
+
+        `compute_dtype` serves a float32 model in mixed precision (see `with_compute_dtype`):
+        "mixed_float16" on GPUs, "mixed_bfloat16" on CPUs with bfloat16 units, "auto" to
+        choose from the hardware.
+        """
         model, loaded_with = load_keras_model(
             path, custom_objects=custom_objects, safe_mode=safe_mode
         )
-        return cls(model, output=output, loaded_with=loaded_with)
+        return cls(model, output=output, loaded_with=loaded_with, compute_dtype=compute_dtype)
 
     @property
     def model(self) -> Any:
