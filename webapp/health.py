@@ -29,7 +29,13 @@ def _check_broker() -> None:
 
 
 def _check_storage() -> None:
-    storages["default"].exists("readyz-probe")
+    storage = storages["default"]
+    bucket_name = getattr(storage, "bucket_name", None)
+    if bucket_name:
+        # One HEAD on the bucket: the server answers and these credentials may use it.
+        storage.connection.meta.client.head_bucket(Bucket=bucket_name)
+    else:
+        storage.exists("readyz-probe")
 
 
 @never_cache
