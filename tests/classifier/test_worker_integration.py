@@ -64,7 +64,7 @@ def test_an_upload_is_classified_by_a_real_worker_and_stored_once(client, campai
 def test_a_worker_killed_mid_batch_loses_no_sighting_and_classifies_none_twice(
     client, campaign, tmp_path
 ):
-    register_tiny_classifier(campaign, tmp_path)
+    version = register_tiny_classifier(campaign, tmp_path)
     log = tmp_path / "worker.log"
     fast_recovery = {
         "CLASSIFICATION_LEASE_SECONDS": 4,
@@ -83,8 +83,15 @@ def test_a_worker_killed_mid_batch_loses_no_sighting_and_classifies_none_twice(
         wait_for(claimed, timeout=60, interval=0.05, log_path=log)
         kill_worker_tree(first)
 
-    in_flight = Observation.objects.filter(pk__in=ids, status=Observation.Status.RECEIVED).count()
-    assert in_flight > 0, "the kill came too late to test anything"
+    # Claimed by the dead worker and never written: only its lease's expiry frees them.
+    held = set(
+        Observation.objects.filter(
+            pk__in=ids,
+            status=Observation.Status.RECEIVED,
+            classification_claimed_until__isnull=False,
+        ).values_list("pk", flat=True)
+    )
+    assert held, "the kill came too late to test anything"
 
     with celery_worker(log_path=log, beat=True, **fast_recovery):
 
@@ -98,8 +105,12 @@ def test_a_worker_killed_mid_batch_loses_no_sighting_and_classifies_none_twice(
 
     top = min(5, campaign.taxa.count())
     for observation in Observation.objects.filter(pk__in=ids):
+        # Exactly once: every claim counts an attempt, so the dead worker's sightings were
+        # claimed once more by the new worker and the others once, and none was redone.
+        assert observation.classification_attempts == (2 if observation.pk in held else 1)
         merged = Prediction.objects.filter(observation=observation, photo__isnull=True)
         assert sorted(merged.values_list("rank", flat=True)) == list(range(1, top + 1))
+        assert set(merged.values_list("version", flat=True)) == {version.pk}
         assert (
             Prediction.objects.filter(observation=observation, photo__isnull=False).count() == top
         )
