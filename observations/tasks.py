@@ -44,3 +44,11 @@ def send_verdict_email(self, observation_id: int) -> bool:
 @shared_task(name="observations.tasks.expire_review_claims")
 def expire_review_claims() -> int:
     return claims_expire()
+
+
+@shared_task(name="observations.tasks.write_export")
+def write_export(export_format: str = "dwca", latest: bool = True) -> str:
+    """Write an export of the confirmed records (public positions) into storage; its name."""
+    from observations.exports.stored import export_store
+
+    return export_store(export_format=export_format, latest=latest).name

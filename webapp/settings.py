@@ -417,3 +417,20 @@ DWCA_LICENCE = env("DWCA_LICENCE", "CC-BY-NC-4.0")  # CC0-1.0, CC-BY-4.0 or CC-B
 DWCA_RIGHTS_HOLDER = env("DWCA_RIGHTS_HOLDER", "ParkWatch contributors")
 # Sightings read from the database per query while an export streams (memory stays flat).
 EXPORT_CHUNK_SIZE = env_int("EXPORT_CHUNK_SIZE", 500)
+# Exports that beat writes into storage every day at EXPORT_SCHEDULE_HOUR (TIME_ZONE), e.g.
+# "dwca" or "dwca,csv": exports/<UTC time>-<format>.<ext> and exports/latest-<format>.<ext>
+# (public positions), the stable name a GBIF IPT harvests. Empty: no scheduled export.
+EXPORT_SCHEDULE_FORMATS = env_list("EXPORT_SCHEDULE_FORMATS")
+EXPORT_SCHEDULE_HOUR = env_int("EXPORT_SCHEDULE_HOUR", 3)
+for _format in EXPORT_SCHEDULE_FORMATS:
+    if _format not in ("csv", "geojson", "dwca"):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"EXPORT_SCHEDULE_FORMATS: {_format!r} is not csv, geojson or dwca"
+        )
+    CELERY_BEAT_SCHEDULE[f"write-export-{_format}"] = {
+        "task": "observations.tasks.write_export",
+        "schedule": crontab(hour=EXPORT_SCHEDULE_HOUR, minute=30),
+        "kwargs": {"export_format": _format, "latest": True},
+    }
