@@ -180,8 +180,10 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 # WhiteNoise serves static files in every process; without `collectstatic` it finds them in
 # place (make run), production images collect them at build time.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
-# Local media are served by Django itself (make run); production serves signed S3 URLs.
-SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME)
+# MEDIA_URL/<name> of a public derivative: the file itself from the local folder (make run);
+# with S3 a redirect to a fresh signed URL (pages link signed URLs directly; exports, whose
+# links must outlive any signature, link these addresses).
+SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
 
 # Uploads: limits a photo must keep. The request limit sits above five full photos.
 PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 25 * 1024 * 1024)

@@ -2,6 +2,8 @@ import re
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.files.storage import storages
+from django.http import Http404, HttpResponseRedirect
 from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -24,8 +26,19 @@ urlpatterns = [
 
 
 def media(request, path):
-    """The public media folder, read from settings at request time (tests move MEDIA_ROOT)."""
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
+    """Public derivatives at stable addresses, the links exports carry.
+
+    From the media folder (read from settings at request time: tests move MEDIA_ROOT); from a
+    bucket, a redirect to a fresh signed URL, since a signature expires and an export does not.
+    """
+    storage = storages["default"]
+    if not getattr(storage, "querystring_auth", False):
+        return serve(request, path, document_root=settings.MEDIA_ROOT)
+    if not path.startswith(("photos/", "thumbnails/")):
+        raise Http404("No such photo.")
+    response = HttpResponseRedirect(storage.url(path))
+    response["Cache-Control"] = "private, max-age=60"  # well inside the signature's life
+    return response
 
 
 if settings.SERVE_MEDIA:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.utils import timezone
+from django.utils.encoding import filepath_to_uri
 
 from observations.errors import ParkWatchError
 from observations.geoprivacy import Viewer, position_for
@@ -460,7 +461,11 @@ def photo_url(name: str) -> str:
     Read from the name rather than through `photo.image`, whose file object points back at the
     photo: that cycle would keep each chunk alive until the garbage collector runs.
     """
-    return absolute_url(_public_photos().url(name))
+    storage = _public_photos()
+    if getattr(storage, "querystring_auth", False):
+        # A signed URL expires within hours; the site's media address redirects to a fresh one.
+        return absolute_url(f"{settings.MEDIA_URL}{filepath_to_uri(name)}")
+    return absolute_url(storage.url(name))
 
 
 def _public_photos():

@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from PIL import ExifTags, Image
 
+from observations.exports.records import photo_url
 from observations.models import Photo
 from tests import s3 as moto
 from tests.conftest import ORDESA
@@ -185,3 +187,20 @@ def test_a_failed_upload_leaves_nothing_in_the_bucket(client, campaign, s3):
     assert response.status_code == 400
     assert s3.object_keys() == []
     assert Photo.objects.count() == 0
+
+
+def test_exports_link_stable_addresses_that_redirect_to_a_fresh_signed_url(client, campaign, s3):
+    upload_one(client)
+    photo = Photo.objects.get()
+
+    link = photo_url(photo.image.name)
+
+    assert link == f"{settings.SITE_URL}/media/{photo.image.name}"  # no signature to expire
+    response = client.get(urlsplit(link).path)
+    assert response.status_code == 302
+    assert signature_is_valid(response["Location"])
+    assert fetch(response["Location"]) == (200, s3.read(f"public/{photo.image.name}"))
+    # Only derivatives are reachable this way, never an original.
+    original = s3.object_keys("originals/")[0].removeprefix("originals/")
+    assert client.get(f"/media/{original}").status_code == 404
+    assert client.get("/media/photos/../../originals/x.jpg").status_code in (400, 404)
