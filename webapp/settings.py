@@ -264,7 +264,12 @@ if REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
     # Above the longest hard time limit, so a late-acked task is never delivered twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TRAINING_TIME_LIMIT + 3600}
-    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
+    # A publish that waits for a result (identify) first subscribes to it: with Redis down,
+    # give up after about a second (Celery's default retries for ~20 s, inside the request).
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
+        "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    }
 else:
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
