@@ -63,7 +63,7 @@ def identify_photos(images_b64: list[str], campaign_id: int) -> dict:
 @shared_task(
     name="classifier.tasks.train_model",
     time_limit=settings.CELERY_TRAINING_TIME_LIMIT,
-    soft_time_limit=settings.CELERY_TRAINING_TIME_LIMIT - 60,
+    soft_time_limit=settings.CELERY_TRAINING_SOFT_TIME_LIMIT,
 )
 def train_model(run_id: int) -> str | None:
     """Run one training run on the training worker (GPU, concurrency 1)."""

@@ -259,6 +259,9 @@ SPECTACULAR_SETTINGS = {
 # Celery. Queues: inference (TensorFlow), training (TensorFlow, one at a time), default.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
 CELERY_TRAINING_TIME_LIMIT = env_int("CELERY_TRAINING_TIME_LIMIT", 6 * 3600)
+CELERY_TRAINING_SOFT_TIME_LIMIT = env_float(
+    "CELERY_TRAINING_SOFT_TIME_LIMIT", CELERY_TRAINING_TIME_LIMIT - 60
+)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
@@ -298,7 +301,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# Past the soft limit a task gets SoftTimeLimitExceeded and ends cleanly (claimed sightings go
+# back to the queue, a training run is marked failed); the hard limit kills the process.
+CELERY_TASK_SOFT_TIME_LIMIT = env_float("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_TIME_LIMIT - 30)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -388,11 +393,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# `plain` for people (make run); `json` for log collectors: one object a line, with the
+# sighting's UUID (`observation`) and the Celery task on every line about it (webapp/logs.py).
+LOG_FORMAT = env("LOG_FORMAT", "plain").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "webapp.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "webapp.logs.JSONFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

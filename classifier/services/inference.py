@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -25,11 +26,13 @@ from django.utils import timezone
 from classifier.engine.inference import ModelCache, entropy, merge, renormalise, top_k
 from classifier.models import ClassifierVersion, Prediction
 from classifier.services.registry import active_version, version_load
+from observations.logcontext import sighting_context, sighting_extra
 from observations.models import Observation, Photo
 
 logger = logging.getLogger(__name__)
 
 TOP_K = 5
+OVER_TIME_LIMIT = "Classification went over the task's time limit; it will be tried again."
 _models = ModelCache(maxsize=2)
 _tensorflow_configured = False
 
@@ -129,26 +132,42 @@ def classify_pending(*, hint_ids: list[int], batch_size: int | None = None) -> B
     for observation in observations:
         by_campaign[observation.campaign_id].append(observation)
 
-    for campaign_id, group in by_campaign.items():
-        version = active_version(campaign_id=campaign_id)
-        if version is None:
-            for observation in group:
-                _fail(
-                    observation,
-                    lease,
-                    "No active classifier for this campaign: an admin must activate one.",
-                    outcome,
-                    final=True,
-                )
-            continue
-        try:
-            classifier = classifier_for(version)
-        except Exception as exc:
-            logger.exception("Could not load classifier %s", version)
-            for observation in group:
-                _fail(observation, lease, f"Could not load {version.label}: {exc}", outcome)
-            continue
-        _classify_group(group, version, classifier, lease, outcome)
+    try:
+        for campaign_id, group in by_campaign.items():
+            version = active_version(campaign_id=campaign_id)
+            if version is None:
+                for observation in group:
+                    _fail(
+                        observation,
+                        lease,
+                        "No active classifier for this campaign: an admin must activate one.",
+                        outcome,
+                        final=True,
+                    )
+                continue
+            try:
+                classifier = classifier_for(version)
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception as exc:
+                logger.exception("Could not load classifier %s", version)
+                for observation in group:
+                    _fail(observation, lease, f"Could not load {version.label}: {exc}", outcome)
+                continue
+            _classify_group(group, version, classifier, lease, outcome)
+    except SoftTimeLimitExceeded:
+        # Out of time: stop here and give back, now rather than when the lease expires, every
+        # sighting not written yet (a write is one transaction: whole or not at all). The
+        # attempt counts, so a batch that never fits in the limit ends `classification_failed`.
+        done = {*outcome.classified, *outcome.failed, *outcome.retry}
+        late = [observation for observation in observations if observation.pk not in done]
+        logger.warning(
+            "Soft time limit reached: %d of %d claimed sighting(s) go back to the queue",
+            len(late),
+            len(observations),
+        )
+        for observation in late:
+            _fail(observation, lease, OVER_TIME_LIMIT, outcome)
     return outcome
 
 
@@ -165,9 +184,12 @@ def _classify_group(group, version, classifier, lease, outcome: BatchOutcome) ->
             continue
         try:
             decoded = []
-            for photo in photos:
-                with photo.image.open("rb") as handle:
-                    decoded.append(classifier.decode(handle.read()))
+            with sighting_context(observation.uuid):
+                for photo in photos:
+                    with photo.image.open("rb") as handle:
+                        decoded.append(classifier.decode(handle.read()))
+        except SoftTimeLimitExceeded:
+            raise
         except Exception as exc:
             _fail(observation, lease, f"Could not read a photo: {exc}", outcome)
             continue
@@ -179,8 +201,14 @@ def _classify_group(group, version, classifier, lease, outcome: BatchOutcome) ->
 
     try:
         probabilities = classifier.predict_images(images)  # one forward pass (chunked)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:
-        logger.exception("Forward pass failed for %s", version)
+        logger.exception(
+            "Forward pass failed for %s",
+            version,
+            extra={"observations": sorted({str(o.uuid) for o in owners})},
+        )
         for observation in {o.pk: o for o in owners}.values():
             _fail(observation, lease, f"The classifier failed: {exc}", outcome)
         return
@@ -198,15 +226,16 @@ def _classify_group(group, version, classifier, lease, outcome: BatchOutcome) ->
         rows_by_observation[observation.pk].append(row)
     for observation in {o.pk: o for o in owners}.values():
         rows = rows_by_observation[observation.pk]
-        _write(
-            observation,
-            version,
-            labels,
-            probabilities[rows],
-            [photo_rows[r] for r in rows],
-            lease,
-            outcome,
-        )
+        with sighting_context(observation.uuid):
+            _write(
+                observation,
+                version,
+                labels,
+                probabilities[rows],
+                [photo_rows[r] for r in rows],
+                lease,
+                outcome,
+            )
 
 
 def _write(
@@ -274,6 +303,13 @@ def _write(
             ]
         Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
     outcome.classified.append(observation.pk)
+    logger.info(
+        "Classified sighting %s: %s (%.3f) by %s",
+        observation.pk,
+        top_label.name,
+        best[0][1],
+        version.label,
+    )
 
 
 def _fail(observation, lease, reason: str, outcome: BatchOutcome, *, final: bool = False) -> None:
@@ -291,7 +327,12 @@ def _fail(observation, lease, reason: str, outcome: BatchOutcome, *, final: bool
     ):
         outcome.failed.append(observation.pk)
     outcome.errors[observation.pk] = reason
-    logger.warning("Classification of sighting %s failed: %s", observation.pk, reason)
+    logger.warning(
+        "Classification of sighting %s failed: %s",
+        observation.pk,
+        reason,
+        extra=sighting_extra(observation),
+    )
 
 
 def observations_sweep() -> list[int]:

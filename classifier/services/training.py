@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -376,6 +377,17 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
                 version_hold(version=version, reasons=decision.reasons, comparison=comparison)
                 _log(run, f"Held back {version.label}: " + "; ".join(decision.reasons))
         _finish(run, TrainingRun.State.SUCCEEDED)
+    except SoftTimeLimitExceeded:
+        # Even mid-checkpoint this is safe: latest.json names only whole checkpoint files, so
+        # a new run resumes from the last complete epoch.
+        reason = (
+            "The run went over the training time limit (CELERY_TRAINING_SOFT_TIME_LIMIT) and "
+            "was stopped; start a new run resuming from this one's last checkpoint."
+        )
+        logger.warning("Training run %s: %s", run.pk, reason)
+        run.refresh_from_db()
+        _log(run, reason)
+        _finish(run, TrainingRun.State.FAILED, error=reason)
     except Exception as exc:
         logger.exception("Training run %s failed", run.pk)
         run.refresh_from_db()

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from observations.logcontext import sighting_context
 from observations.models import Alert, AlertAttempt, Observation, Park, ParkContact, Review
 
 logger = logging.getLogger(__name__)
@@ -173,21 +174,22 @@ def alert_deliver(*, alert_id: int) -> bool | None:
     alert = alert_claim(alert_id)
     if alert is None:
         return None
-    try:
-        status_code = _send(alert)
-    except Exception as exc:
-        status_code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
-        if isinstance(exc, urllib.error.HTTPError):
-            exc.close()  # its response holds the socket open
-        _record(
-            alert,
-            ok=False,
-            status_code=status_code,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        return False
-    _record(alert, ok=True, status_code=status_code)
-    return True
+    with sighting_context(alert.observation.uuid):
+        try:
+            status_code = _send(alert)
+        except Exception as exc:
+            status_code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # its response holds the socket open
+            _record(
+                alert,
+                ok=False,
+                status_code=status_code,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        _record(alert, ok=True, status_code=status_code)
+        return True
 
 
 def _record(alert: Alert, *, ok: bool, status_code: int | None = None, error: str = "") -> None:

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from observations.errors import Conflict, ParkWatchError
+from observations.logcontext import sighting_context
 from observations.models import Observation, Review, Taxon
 from observations.roles import is_admin, is_curator
 from observations.selectors import ai_predictions, review_queue
@@ -345,7 +346,8 @@ def _outcome(observation: Observation, review: Review, lead: bool) -> str | None
 
 def review_decide(**kwargs) -> ReviewResult:
     """Validate then record a review (see `do_review_decide`)."""
-    return do_review_decide(**kwargs)
+    with sighting_context(kwargs["observation"].uuid):
+        return do_review_decide(**kwargs)
 
 
 def review_bulk_decide(

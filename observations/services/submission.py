@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from observations.errors import Conflict, ParkWatchError
+from observations.logcontext import sighting_extra
 from observations.models import Campaign, Observation, Park, Photo, Taxon
 from observations.services.classification import classification_request
 from observations.services.parks import park_for_point
@@ -127,10 +128,18 @@ def observation_submit(
             try:
                 field_file.storage.delete(field_file.name)
             except Exception:
-                logger.exception("Could not remove %s after a failed upload", field_file.name)
+                logger.exception(
+                    "Could not remove %s after a failed upload",
+                    field_file.name,
+                    extra=sighting_extra(observation),
+                )
         raise
     logger.info(
-        "Sighting %s received: %d photo(s), park=%s", observation.uuid, len(inspected), park
+        "Sighting %s received: %d photo(s), park=%s",
+        observation.uuid,
+        len(inspected),
+        park,
+        extra=sighting_extra(observation),
     )
     return SubmissionResult(observation, created=True)
 
