@@ -191,10 +191,24 @@ def local_weights(version: ClassifierVersion) -> Path:
         path = Path(settings.MODEL_CACHE_DIR) / f"{version.weights_sha256}{suffix}"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(path.suffix + ".part")
-            with storage.open(version.weights.name, "rb") as source, partial.open("wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-            partial.rename(path)
+            # One partial file per process: workers starting together each fetch their own.
+            partial = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")
+            try:
+                with (
+                    storage.open(version.weights.name, "rb") as source,
+                    partial.open("wb") as target,
+                ):
+                    shutil.copyfileobj(source, target, 1 << 20)
+            except FileNotFoundError:
+                partial.unlink(missing_ok=True)
+                raise RegistryError(
+                    f"The weights of {version.label} are missing from storage.",
+                    code="weights_missing",
+                ) from None
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            partial.replace(path)
     if not path.exists():
         raise RegistryError(
             f"The weights of {version.label} are missing from storage.", code="weights_missing"

@@ -67,3 +67,14 @@ def test_weights_changed_in_the_bucket_are_refused(campaign, tmp_path, s3):
         local_weights(version)
 
     assert refused.value.code == "weights_sha256_mismatch"
+
+
+def test_weights_missing_from_the_bucket_are_reported_clearly(campaign, tmp_path, s3, settings):
+    version = register_tiny_classifier(campaign, tmp_path)
+    s3.client.delete_object(Bucket=s3.name, Key=f"models/{version.weights.name}")
+
+    with pytest.raises(RegistryError) as refused:
+        local_weights(version)
+
+    assert refused.value.code == "weights_missing"
+    assert not list(settings.MODEL_CACHE_DIR.glob("*")), "no partial copy is left behind"
