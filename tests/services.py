@@ -73,7 +73,8 @@ class RedisServer:
     """A private `redis-server` (no persistence) on a free port; `url(db)` addresses it.
 
     `stop()` kills it (SIGKILL by default: queued messages are lost, as in a crash) and
-    `start()` brings a fresh, empty one back on the same port.
+    `start()` brings a fresh, empty one back on the same port; `freeze()` and `thaw()` hang
+    it and let it go on.
     """
 
     def __init__(self, port: int | None = None) -> None:
@@ -117,11 +118,20 @@ class RedisServer:
             self.process.wait(timeout=10)
         _wait(lambda: not port_open(self.port), timeout=10, what="redis-server to stop")
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung server, a partition)."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def __enter__(self) -> RedisServer:
         self.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()  # a frozen server would ignore SIGTERM until the SIGKILL
         _stop_group(self.process)
         shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -209,7 +209,13 @@ MAP_TILE_ATTRIBUTION = env(
 # Cache: local memory by default (one process), Redis when REDIS_URL is set.
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that hangs (not just refuses) must not hang the upload: the throttle then
+            # counts in process memory (observations/throttling.py).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -265,8 +271,14 @@ CELERY_TRAINING_SOFT_TIME_LIMIT = env_float(
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    # Above the longest hard time limit, so a late-acked task is never delivered twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TRAINING_TIME_LIMIT + 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Above the longest hard time limit, so a late-acked task is never delivered twice.
+        "visibility_timeout": CELERY_TRAINING_TIME_LIMIT + 3600,
+        # A Redis that hangs without closing the connection fails a publish after this many
+        # seconds instead of holding the upload forever (the sweeper re-enqueues it).
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+    }
     # A publish that waits for a result (identify) first subscribes to it: with Redis down,
     # give up after about a second (Celery's default retries for ~20 s, inside the request).
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {

@@ -32,6 +32,8 @@ from tests.workers import celery_worker, wait_for, worker_env
 JUNE_FIRST = datetime(2026, 6, 1, 10, 0)
 # A refused broker or cache must cost an upload almost nothing; this bounds "no long hang".
 UPLOAD_SECONDS_WHILE_DOWN = 5.0
+# A hung one costs the cache's and the broker's socket timeouts (2 s + 5 s, webapp/settings.py).
+UPLOAD_SECONDS_WHILE_HUNG = 12.0
 
 
 def post_sighting(web: WebServer, seed: int):
@@ -82,10 +84,19 @@ def test_uploads_are_stored_while_redis_is_down_and_classified_once_after_it_ret
                 log_path=worker_log,
             )
 
-            redis.stop()  # SIGKILL: whatever it held is gone, as in a crash
-            during = [post_sighting(web, seed=seed) for seed in range(1, 5)]
+            # A hung Redis (connections open, no answer) costs an upload a few seconds at most.
+            redis.freeze()
+            try:
+                hung = post_sighting(web, seed=1)
+            finally:
+                redis.thaw()
+            assert hung.status == 201, hung.body
+            assert hung.seconds < UPLOAD_SECONDS_WHILE_HUNG, hung.seconds
 
-            for response in during:
+            redis.stop()  # SIGKILL: whatever it held is gone, as in a crash
+            during = [hung] + [post_sighting(web, seed=seed) for seed in range(2, 5)]
+
+            for response in during[1:]:
                 assert response.status == 201, response.body
                 assert response.seconds < UPLOAD_SECONDS_WHILE_DOWN, response.seconds
             uuids = [response.json()["uuid"] for response in during]
