@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint bench-inference bench-training bench-exports clean
+.PHONY: install run test lint bench-inference bench-training bench-exports bench-load clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ bench-training: install
 
 bench-exports: install
 	$(BIN)/python bench/export_memory.py
+
+## Upload load on gunicorn with and without an inference worker (PostgreSQL and Redis on loopback).
+bench-load: install
+	$(BIN)/python bench/load.py

@@ -190,20 +190,30 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-def database_create(url: str) -> None:
-    """Create the benchmark's own database (dropping a leftover of an interrupted run)."""
+def _connect(url: str):
     import psycopg2
-    from psycopg2 import sql
 
-    name = urlsplit(url).path.lstrip("/")
     try:
-        admin = psycopg2.connect(_with_database(url, "postgres"), connect_timeout=5)
+        return psycopg2.connect(url, connect_timeout=5)
     except psycopg2.OperationalError as error:
         raise BenchError(
             f"PostgreSQL is not reachable at {urlsplit(url).netloc}: {str(error).strip()}\n"
             "Start it (e.g. `pg_ctlcluster 15 main start` or `docker run -p 5432:5432 "
             "-e POSTGRES_HOST_AUTH_METHOD=trust postgres`) or pass --database-url / DATABASE_URL."
         ) from None
+
+
+def database_check(url: str) -> None:
+    """A database given by the user: only check that it answers."""
+    _connect(url).close()
+
+
+def database_create(url: str) -> None:
+    """Create the benchmark's own database (dropping a leftover of an interrupted run)."""
+    from psycopg2 import sql
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = _connect(_with_database(url, "postgres"))
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
@@ -380,6 +390,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (a preloaded app's) divided among their sharers."""
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid: int) -> float | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         with open(f"/proc/{pid}/stat") as stat:
@@ -455,6 +474,7 @@ class Sampler(threading.Thread):
         self.database_cpu = CpuMeter(database or list)
         self.peak_total_kib = 0
         self.peak_worker_kib = 0
+        self.peak_pss_kib = 0
         self.stopped = threading.Event()
         self.sample()
 
@@ -463,6 +483,7 @@ class Sampler(threading.Thread):
         sizes = [rss_kib(pid) for pid in pids]
         self.peak_total_kib = max(self.peak_total_kib, sum(sizes))
         self.peak_worker_kib = max([self.peak_worker_kib, *sizes[1:]])
+        self.peak_pss_kib = max(self.peak_pss_kib, sum(pss_kib(pid) for pid in pids))
         self.web_cpu.sample()
         self.worker_cpu.sample()
         self.database_cpu.sample()
@@ -536,6 +557,7 @@ class PhaseResult:
     elapsed: float
     peak_web_rss_kib: int
     peak_web_worker_rss_kib: int
+    peak_web_pss_kib: int
     web_cores: float
     worker_cores: float
     client_cores: float
@@ -656,6 +678,7 @@ def run_phase(
         elapsed=elapsed,
         peak_web_rss_kib=sampler.peak_total_kib,
         peak_web_worker_rss_kib=sampler.peak_worker_kib,
+        peak_web_pss_kib=sampler.peak_pss_kib,
         web_cores=web / elapsed,
         worker_cores=worker / elapsed,
         client_cores=own / elapsed,
@@ -832,24 +855,35 @@ def sighting_uuids(client_uuids: Sequence[str]) -> list[str]:
 def register_xception(folder: str) -> None:
     """Save a full Xception with random weights and make it the demo campaign's active model."""
     django_setup()
-    from inference import build_xception, register
+    import keras
 
+    from classifier.engine.preprocessing import PreprocessSpec
+    from classifier.models import ClassifierVersion
+    from classifier.services.registry import version_activate, version_register
     from observations.models import Campaign
 
     campaign = Campaign.objects.get(is_default=True)
     labels = list(
         campaign.taxa.order_by("scientific_name").values_list("scientific_name", flat=True)
     )
-    path = build_xception(Path(folder) / "xception.keras", len(labels), mixed=False)
-    version = register(campaign, path, labels, "Xception (load benchmark)", activate=True)
+    path = Path(folder) / "xception.keras"
+    # weights=None: random weights, nothing is downloaded.
+    keras.applications.Xception(weights=None, classes=len(labels)).save(path)
+    version = version_register(
+        name="Xception (load benchmark)",
+        campaign=campaign,
+        backend=ClassifierVersion.Backend.KERAS,
+        weights_path=path,
+        labels=labels,
+        spec=PreprocessSpec.xception(299),
+        architecture="Xception",
+        description="Benchmark model: random weights, not a classifier.",
+    )
+    version = version_activate(version=version, reason="load benchmark")
     print(f"registered {version} with {len(labels)} classes")
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
-def _ms(seconds: float) -> str:
-    return "-" if seconds != seconds else f"{seconds * 1000:.0f}"
 
 
 def _s(seconds: float) -> str:
@@ -858,27 +892,29 @@ def _s(seconds: float) -> str:
 
 def print_table(phases: Sequence[PhaseResult]) -> None:
     print(
-        f"  {'phase':<26} {'sent':>5} {'201':>5} {'errors':>8} {'s':>6} {'up/s':>6} "
-        f"{'p50 ms':>7} {'p95 ms':>7} {'sugg p50 s':>10} {'sugg p95 s':>10} "
-        f"{'web RSS MiB':>11} {'1 worker':>8}"
+        f"  {'phase':<20} {'sent':>5} {'201':>5} {'errors':>6} {'s':>6} {'up/s':>6} "
+        f"{'upload p50':>10} {'p95':>6} {'suggestion p50':>14} {'p95':>6}"
     )
     for p in phases:
         latencies = [u.seconds for u in p.accepted]
-        errors = sum(p.errors.values())
         print(
-            f"  {p.name:<26} {len(p.uploads):>5} {len(p.accepted):>5} {errors:>8} "
-            f"{p.elapsed:>6.1f} {p.per_second:>6.2f} {_ms(percentile(latencies, 50)):>7} "
-            f"{_ms(percentile(latencies, 95)):>7} "
-            f"{_s(percentile(p.suggestion_seconds, 50)):>10} "
-            f"{_s(percentile(p.suggestion_seconds, 95)):>10} "
-            f"{p.peak_web_rss_kib / 1024:>11.0f} {p.peak_web_worker_rss_kib / 1024:>8.0f}"
+            f"  {p.name:<20} {len(p.uploads):>5} {len(p.accepted):>5} "
+            f"{sum(p.errors.values()):>6} {p.elapsed:>6.1f} {p.per_second:>6.2f} "
+            f"{_s(percentile(latencies, 50)):>8} s {_s(percentile(latencies, 95)):>4} s "
+            f"{_s(percentile(p.suggestion_seconds, 50)):>12} s "
+            f"{_s(percentile(p.suggestion_seconds, 95)):>4} s"
         )
     print()
-    print(f"  {'CPU, in cores':<26} {'web':>6} {'infer':>6} {'db':>6} {'clients':>7} {'others':>7}")
+    print(
+        f"  {'peak memory, CPU':<20} {'web RSS':>8} {'1 worker':>8} {'web PSS':>8}   "
+        f"{'cores: web':>10} {'infer':>6} {'db':>5} {'clients':>7} {'others':>6}"
+    )
     for p in phases:
         print(
-            f"  {p.name:<26} {p.web_cores:>6.2f} {p.worker_cores:>6.2f} {p.database_cores:>6.2f} "
-            f"{p.client_cores:>7.2f} {p.rest_cores:>7.2f}"
+            f"  {p.name:<20} {p.peak_web_rss_kib / 1024:>4.0f} MiB "
+            f"{p.peak_web_worker_rss_kib / 1024:>4.0f} MiB {p.peak_web_pss_kib / 1024:>4.0f} MiB   "
+            f"{p.web_cores:>10.2f} {p.worker_cores:>6.2f} {p.database_cores:>5.2f} "
+            f"{p.client_cores:>7.2f} {p.rest_cores:>6.2f}"
         )
     for p in phases:
         if p.errors:
@@ -1049,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not own_database:
         print(
             f"  warning: using {urlsplit(database_url).netloc}{urlsplit(database_url).path} as it "
-            "is (DATABASE_URL): it is migrated and gets the benchmark's sightings"
+            "is (--database-url or DATABASE_URL): it is migrated and gets the benchmark's sightings"
         )
     if not own_redis:
         print("  warning: using REDIS_URL as it is (not flushed); its inference queue is shared")
@@ -1068,6 +1104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if own_database:
             database_create(database_url)
             database_created = True
+        else:
+            database_check(database_url)
         redis_check(redis_url, flush=own_redis)
         env = prepare_environment(var_dir, database_url, redis_url)
         services = Services(var_dir, env)
@@ -1193,8 +1231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         spot = api_spot_check(port, sighting_uuids(b_uuids[:3]))
 
         print(
-            "\nresults (upload latency: request sent to answer received; suggestion: upload "
-            "sent to the AI suggestion written, phase B)"
+            "\nresults (upload: request sent to answer received; suggestion: request sent to "
+            "the AI suggestion written, phase B; memory: gunicorn master + workers)"
         )
         print_table([phase_a, phase_b])
         ratio = phase_b.per_second / phase_a.per_second if phase_a.per_second else float("nan")
