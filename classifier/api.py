@@ -163,6 +163,16 @@ class IdentifyOutputSerializer(serializers.Serializer):
     results = IdentifyResultSerializer(many=True)
 
 
+IDENTIFY_ERRORS = {
+    400: "A photo that is not one, damaged, too large; or an unknown campaign.",
+    401: "The token sent is not valid (anonymous requests are welcome).",
+    403: "A signed-in session without its CSRF token.",
+    415: "Not multipart/form-data.",
+    429: "Too many requests; retry after the Retry-After header's seconds.",
+    503: "No inference worker answered in time, or the classifier failed.",
+}
+
+
 class IdentifyApi(APIView):
     """1-5 photos in, the top 5 out; nothing is stored. Served by the inference workers."""
 
@@ -181,7 +191,10 @@ class IdentifyApi(APIView):
     @extend_schema(
         operation_id="identify",
         request={"multipart/form-data": InputSerializer},
-        responses={200: IdentifyOutputSerializer, **_errors(400, 429, 503)},
+        responses={
+            200: IdentifyOutputSerializer,
+            **_errors(400, 401, 403, 415, 429, 503, descriptions=IDENTIFY_ERRORS),
+        },
     )
     def post(self, request):
         data = self.InputSerializer(data=request.data)

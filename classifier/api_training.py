@@ -69,9 +69,9 @@ class PromotionSerializer(serializers.Serializer):
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     campaign = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    snapshot = SnapshotSerializer(read_only=True)
+    snapshot = SnapshotSerializer(read_only=True, allow_null=True)
     percent = serializers.SerializerMethodField()
-    result_version = ClassifierVersionSerializer(read_only=True)
+    result_version = ClassifierVersionSerializer(read_only=True, allow_null=True)
     promotion = serializers.SerializerMethodField()
 
     class Meta:
@@ -161,7 +161,7 @@ class TrainingRunCollectionApi(AdminApi):
     @extend_schema(
         operation_id="training_runs_create",
         request=TrainingRunInputSerializer,
-        responses={201: TrainingRunSerializer, **_errors(400, 401, 403)},
+        responses={201: TrainingRunSerializer, **_errors(400, 401, 403, 415)},
     )
     def post(self, request):
         data = TrainingRunInputSerializer(data=request.data)
@@ -229,7 +229,7 @@ class SnapshotCollectionApi(AdminApi):
     @extend_schema(
         operation_id="datasets_create",
         request=CampaignInputSerializer,
-        responses={201: SnapshotSerializer, **_errors(400, 401, 403)},
+        responses={201: SnapshotSerializer, **_errors(400, 401, 403, 415)},
     )
     def post(self, request):
         data = CampaignInputSerializer(data=request.data)
@@ -246,7 +246,7 @@ class ClassifierRollbackApi(AdminApi):
     @extend_schema(
         operation_id="classifiers_rollback",
         request=CampaignInputSerializer,
-        responses={200: ClassifierVersionSerializer, **_errors(400, 401, 403)},
+        responses={200: ClassifierVersionSerializer, **_errors(400, 401, 403, 415)},
     )
     def post(self, request):
         data = CampaignInputSerializer(data=request.data)

@@ -12,7 +12,13 @@ from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
 from rest_framework.views import APIView
 
 from observations.api.permissions import IsAdmin
@@ -55,6 +61,31 @@ ERRORS = {
 }
 
 
+class PointSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="Always `Point`.")
+    coordinates = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=2,
+        max_length=2,
+        help_text="[longitude, latitude]",
+    )
+
+
+class FeatureSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="Always `Feature`.")
+    id = serializers.UUIDField(help_text="The sighting's UUID.")
+    geometry = PointSerializer()
+    properties = serializers.DictField(help_text="The CSV's columns but the position and UUID.")
+
+
+@extend_schema_serializer(component_name="FeatureCollection")
+class FeatureCollectionSerializer(serializers.Serializer):
+    """RFC 7946: a JSON document, so the schema describes it rather than calling it binary."""
+
+    type = serializers.CharField(help_text="Always `FeatureCollection`.")
+    features = FeatureSerializer(many=True)
+
+
 class ExportApi(APIView):
     """A file of confirmed records in one format (`export_format`), for admins only."""
 
@@ -80,6 +111,7 @@ class ExportApi(APIView):
 
 def _schema(name: str, summary: str, description: str):
     export = FORMATS[name]
+    body = FeatureCollectionSerializer if name == "geojson" else OpenApiTypes.BINARY
     return extend_schema(
         operation_id=f"exports_{name}",
         summary=summary,
@@ -87,7 +119,7 @@ def _schema(name: str, summary: str, description: str):
         parameters=FILTERS,
         responses={
             (200, export.content_type.split(";")[0]): OpenApiResponse(
-                OpenApiTypes.BINARY,
+                body,
                 description=f"The file, as an attachment: parkwatch-{name}-<date>.{export.extension}",
             ),
             **ERRORS,

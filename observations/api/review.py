@@ -62,6 +62,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such sighting.",
     409: "Another curator holds the claim, the sighting already has a verdict, or curators "
     "disagree and a lead curator must decide.",
+    415: "The body is not JSON, a URL-encoded form or multipart.",
 }
 
 
@@ -144,7 +145,7 @@ class ReviewNextApi(CuratorApi):
         responses={
             200: ObservationOutputSerializer,
             204: OpenApiResponse(description="Nothing is waiting for this curator."),
-            **_errors(400, 401, 403),
+            **_errors(400, 401, 403, 415),
         },
     )
     def post(self, request):
@@ -285,7 +286,7 @@ class ObservationReviewsApi(CuratorApi):
         "conflict that a lead curator settles. A lead curator (or admin) decides alone and may "
         "correct a verdict.",
         request=ReviewDecideSerializer,
-        responses={201: ReviewDecisionSerializer, **_errors(400, 401, 403, 404, 409)},
+        responses={201: ReviewDecisionSerializer, **_errors(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, uuid):
         observation = _sighting_or_404(uuid)
@@ -363,7 +364,7 @@ class ReviewBulkApi(CuratorApi):
             200: inline_serializer(
                 "ReviewBulkResult", {"results": BulkResultSerializer(many=True)}
             ),
-            **_errors(400, 401, 403),
+            **_errors(400, 401, 403, 415),
         },
     )
     def post(self, request):
@@ -447,7 +448,7 @@ class ObservationControlApi(CuratorApi):
         description=f"{CONTROL_STEPS}. Steps may be skipped forwards; going back only where field work does "
         "(monitoring back to treatment, eradicated back to monitoring). A note is required.",
         request=ControlAdvanceSerializer,
-        responses={201: ControlAdvanceResultSerializer, **_errors(400, 401, 403, 404)},
+        responses={201: ControlAdvanceResultSerializer, **_errors(400, 401, 403, 404, 415)},
     )
     def post(self, request, uuid):
         observation = _sighting_or_404(uuid)

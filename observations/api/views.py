@@ -95,7 +95,7 @@ class ObservedAtField(serializers.DateTimeField):
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid input; `field` names the culprit.",
-    401: "Not signed in (anonymous uploads are off).",
+    401: "Not signed in (anonymous uploads are off), or the token sent is not valid.",
     403: "Forbidden (e.g. CSRF check failed for a session).",
     404: "No such sighting, or not visible to you.",
     409: "The client_uuid belongs to another user's sighting.",
@@ -233,7 +233,7 @@ class ObservationCollectionApi(APIView):
         "sent from this browser's session) and the confirmed ones. Positions of sensitive taxa "
         "are generalised for viewers who may not see them.",
         parameters=[FilterSerializer],
-        responses={200: ObservationOutputSerializer(many=True), **_errors(400)},
+        responses={200: ObservationOutputSerializer(many=True), **_errors(400, 401)},
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -306,7 +306,7 @@ class ObservationDetailApi(APIView):
         "Positions are generalised for sensitive taxa unless the viewer is the observer or a "
         "curator.",
         parameters=[OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)],
-        responses={200: ObservationOutputSerializer, **_errors(404)},
+        responses={200: ObservationOutputSerializer, **_errors(401, 404)},
     )
     def get(self, request, uuid: str):
         try:
