@@ -384,7 +384,6 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
             "The run went over the training time limit (CELERY_TRAINING_SOFT_TIME_LIMIT) and "
             "was stopped; start a new run resuming from this one's last checkpoint."
         )
-        logger.warning("Training run %s: %s", run.pk, reason)
         run.refresh_from_db()
         _log(run, reason)
         _finish(run, TrainingRun.State.FAILED, error=reason)
