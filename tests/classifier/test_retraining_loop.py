@@ -1,6 +1,7 @@
 """The whole loop with real workers: confirmed sightings -> snapshot -> training run on the
 training queue -> candidate -> promotion -> sightings awaiting review classified again."""
 
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -101,6 +102,7 @@ def test_a_killed_training_worker_leaves_the_run_failed_and_a_new_run_resumes_it
 
     run.refresh_from_db()
     assert run.state == TrainingRun.State.RUNNING  # nobody could say otherwise yet
+    reached = run.progress["epoch"]
     settings.TRAINING_HEARTBEAT_TIMEOUT = 1
     wait_for(lambda: training_runs_sweep() == [run.pk], timeout=30, log_path=log)
     run.refresh_from_db()
@@ -117,4 +119,7 @@ def test_a_killed_training_worker_leaves_the_run_failed_and_a_new_run_resumes_it
         )
     resumed.refresh_from_db()
     assert resumed.state == TrainingRun.State.SUCCEEDED, resumed.log + resumed.error
-    assert "resuming after epoch" in resumed.log
+    # It went on from the dead run's last checkpoint, not from the start.
+    resumed_after = int(re.search(r"resuming after epoch (\d+)", resumed.log).group(1))
+    assert 1 <= resumed_after <= reached
+    assert "epoch 1/" not in resumed.log
