@@ -14,6 +14,8 @@ TAG_DATETIME_ORIGINAL = ExifTags.Base.DateTimeOriginal
 TAG_OFFSET_TIME_ORIGINAL = ExifTags.Base.OffsetTimeOriginal
 TAG_OFFSET_TIME = ExifTags.Base.OffsetTime
 TAG_ORIENTATION = ExifTags.Base.Orientation
+# Photographs of plants in parks are not older than this; earlier EXIF times are unset clocks.
+EARLIEST_YEAR = 1900
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,14 @@ def read_metadata(image: Image.Image) -> PhotoMetadata:
     if accuracy is not None and accuracy < 0:
         accuracy = None
 
-    taken_at = _exif_datetime(
-        exif_ifd.get(TAG_DATETIME_ORIGINAL) or exif.get(TAG_DATETIME),
-        exif_ifd.get(TAG_OFFSET_TIME_ORIGINAL) or exif_ifd.get(TAG_OFFSET_TIME),
+    taken_at = _plausible(
+        _exif_datetime(
+            exif_ifd.get(TAG_DATETIME_ORIGINAL) or exif.get(TAG_DATETIME),
+            exif_ifd.get(TAG_OFFSET_TIME_ORIGINAL) or exif_ifd.get(TAG_OFFSET_TIME),
+        )
     )
     if taken_at is None:
-        taken_at = _gps_datetime(gps.get(GPS.GPSDateStamp), gps.get(GPS.GPSTimeStamp))
+        taken_at = _plausible(_gps_datetime(gps.get(GPS.GPSDateStamp), gps.get(GPS.GPSTimeStamp)))
 
     orientation = exif.get(TAG_ORIENTATION, 1)
     if not isinstance(orientation, int) or not 1 <= orientation <= 8:
@@ -140,6 +144,13 @@ def _exif_datetime(value, offset) -> datetime | None:
     return moment
 
 
+def _plausible(moment: datetime | None) -> datetime | None:
+    """A camera whose clock was never set may write year 1: that is no date at all."""
+    if moment is None or moment.year < EARLIEST_YEAR:
+        return None
+    return moment
+
+
 def _gps_datetime(datestamp, timestamp) -> datetime | None:
     text = _text(datestamp)
     if not text or not timestamp or len(timestamp) < 3:
@@ -148,5 +159,5 @@ def _gps_datetime(datestamp, timestamp) -> datetime | None:
         day = datetime.strptime(text[:10], "%Y:%m:%d")
         hours, minutes, seconds = (_number(part) for part in timestamp[:3])
         return day.replace(tzinfo=UTC) + timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # e.g. 2^32 hours after 31 Dec 9999
         return None

@@ -157,8 +157,10 @@ def photo_inspect(upload, *, index: int = 0, public_max_side: int | None = None)
             index=index,
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        # Pillow's "cannot identify" names the upload object (and the client's file name).
+        reason = "its header is invalid" if isinstance(exc, UnidentifiedImageError) else exc
         raise PhotoRejected(
-            f"the file is damaged or truncated and cannot be read as {fmt.title()} ({exc}).",
+            f"the file is damaged or truncated and cannot be read as {fmt.title()} ({reason}).",
             code="corrupt_photo",
             index=index,
         ) from None

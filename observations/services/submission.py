@@ -18,6 +18,7 @@ from observations.errors import Conflict, ParkWatchError
 from observations.logcontext import sighting_extra
 from observations.models import Campaign, Observation, Park, Photo, Taxon
 from observations.services.classification import classification_request
+from observations.services.exif import EARLIEST_YEAR
 from observations.services.parks import park_for_point
 from observations.services.photos import InspectedPhoto, photo_inspect
 from observations.timezones import park_zone
@@ -243,6 +244,12 @@ def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> 
         raise ParkWatchError(
             "No date: the photos carry no time they were taken. Send observed_at.",
             code="observed_at_missing",
+            field="observed_at",
+        )
+    if observed_at.year < EARLIEST_YEAR:  # also keeps the time storable in UTC (not year 0)
+        raise ParkWatchError(
+            f"The observation time is before {EARLIEST_YEAR}.",
+            code="observed_at_too_early",
             field="observed_at",
         )
     if timezone.is_naive(observed_at):

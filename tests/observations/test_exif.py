@@ -67,3 +67,20 @@ def test_it_reads_exif_from_png_webp_and_heic():
         )
         assert abs(meta.latitude - 42.6415) < 1e-5, fmt
         assert abs(meta.longitude + 0.0532) < 1e-5, fmt
+
+
+def test_an_unset_camera_clock_or_an_absurd_gps_time_is_no_time():
+    from fractions import Fraction
+
+    from PIL import ExifTags
+
+    year_one = metadata_of(make_photo(taken_at=datetime(1, 1, 1), offset="+05:00"))
+    exif = Image.Exif()
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSDateStamp] = "9999:12:31"
+    gps[ExifTags.GPS.GPSTimeStamp] = (Fraction(2**32 - 1), Fraction(0), Fraction(0))
+    buffer = BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG", exif=exif)
+
+    assert year_one.taken_at is None
+    assert metadata_of(buffer.getvalue()).taken_at is None

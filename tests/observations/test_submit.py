@@ -125,6 +125,17 @@ def test_a_date_in_the_future_is_refused(campaign):
     assert excinfo.value.code == "observed_at_in_future"
 
 
+def test_a_date_before_1900_is_refused(campaign):
+    with pytest.raises(ParkWatchError) as excinfo:
+        observation_submit(
+            photos=[photo_upload(gps=ORDESA)],
+            observed_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        )
+
+    assert excinfo.value.code == "observed_at_too_early"
+    assert Observation.objects.count() == 0
+
+
 def test_no_time_anywhere_is_refused(campaign):
     with pytest.raises(ParkWatchError) as excinfo:
         observation_submit(photos=[photo_upload(gps=ORDESA)])
