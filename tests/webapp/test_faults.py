@@ -103,7 +103,9 @@ def test_uploads_are_stored_while_redis_is_down_and_classified_once_after_it_ret
             stored = Observation.objects.filter(uuid__in=uuids)
             assert stored.count() == len(uuids)
             assert all(observation.photos.count() == 1 for observation in stored)
-            assert set(stored.values_list("status", flat=True)) == {"received"}
+            # (The hung one may have been swept in the moment between thaw and kill.)
+            killed = stored.exclude(uuid=uuids[0])
+            assert set(killed.values_list("status", flat=True)) == {"received"}
             assert web.log().count("Could not enqueue classification") >= len(uuids)
 
             redis.start()  # a fresh, empty Redis on the same port
