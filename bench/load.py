@@ -90,7 +90,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="length of each phase, all rounds together"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of A and B, alternated A B B A ...; each phase lasts --seconds / --rounds",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent uploading clients")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--web-threads", type=int, default=2, help="threads per gunicorn worker")
@@ -135,7 +143,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.register_xception:
         return args
-    for name in ("clients", "web_workers", "web_threads", "photos"):
+    for name in ("clients", "web_workers", "web_threads", "photos", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.seconds <= 0:
@@ -176,6 +184,14 @@ def pinning(option: str) -> tuple[set[int] | None, set[int] | None]:
     if not web:
         raise ValueError("leave at least one CPU for gunicorn")
     return worker, web
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    return platform.machine()
 
 
 def cpu_text(cpus: set[int] | None) -> str:
@@ -279,6 +295,14 @@ class Service:
             return self.log_path.read_text(errors="replace")[-chars:]
         return ""
 
+    def pause(self) -> None:
+        """Stop the whole group (SIGSTOP): it takes no CPU and no message until `resume`."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)
+
 
 class Services:
     """The benchmark's subprocesses, each in its own process group, stopped on exit."""
@@ -318,6 +342,7 @@ class Services:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGCONT)  # a paused worker acts on it only now
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -552,19 +577,31 @@ class Upload:
 
 @dataclass
 class PhaseResult:
+    """One timed stretch of uploads (or several of one phase, merged), with where CPU went."""
+
     name: str
     uploads: list[Upload]
     elapsed: float
     peak_web_rss_kib: int
     peak_web_worker_rss_kib: int
     peak_web_pss_kib: int
-    web_cores: float
-    worker_cores: float
-    client_cores: float
-    database_cores: float
-    rest_cores: float
+    # CPU seconds used meanwhile by gunicorn, the inference worker, PostgreSQL's backends for
+    # this database, this process (the clients) and everything else on the machine.
+    cpu: dict[str, float]
     suggestion_seconds: list[float] = field(default_factory=list)
-    classified_during: int = 0
+
+    @classmethod
+    def merge(cls, name: str, parts: Sequence[PhaseResult]) -> PhaseResult:
+        return cls(
+            name=name,
+            uploads=[u for part in parts for u in part.uploads],
+            elapsed=sum(part.elapsed for part in parts),
+            peak_web_rss_kib=max(part.peak_web_rss_kib for part in parts),
+            peak_web_worker_rss_kib=max(part.peak_web_worker_rss_kib for part in parts),
+            peak_web_pss_kib=max(part.peak_web_pss_kib for part in parts),
+            cpu={key: sum(part.cpu[key] for part in parts) for key in parts[0].cpu},
+            suggestion_seconds=[s for part in parts for s in part.suggestion_seconds],
+        )
 
     @property
     def accepted(self) -> list[Upload]:
@@ -577,6 +614,9 @@ class PhaseResult:
     @property
     def errors(self) -> Counter:
         return Counter(u.status for u in self.uploads if u.status != "201")
+
+    def cores(self, key: str) -> float:
+        return self.cpu[key] / self.elapsed
 
 
 def client_loop(
@@ -667,11 +707,16 @@ def run_phase(
     elapsed = time.monotonic() - started
     own = _own_cpu() - own0
     busy1 = machine_busy_seconds()
-    web, worker = sampler.web_cpu.seconds, sampler.worker_cpu.seconds
-    database_seconds = sampler.database_cpu.seconds
-    rest = float("nan")
+    cpu = {
+        "web": sampler.web_cpu.seconds,
+        "inference": sampler.worker_cpu.seconds,
+        "database": sampler.database_cpu.seconds,
+        "clients": own,
+    }
+    measured = sum(cpu.values())
+    cpu["others"] = float("nan")
     if busy0 is not None and busy1 is not None:
-        rest = max(0.0, busy1 - busy0 - own - web - worker - database_seconds) / elapsed
+        cpu["others"] = max(0.0, busy1 - busy0 - measured)
     return PhaseResult(
         name=name,
         uploads=uploads,
@@ -679,11 +724,7 @@ def run_phase(
         peak_web_rss_kib=sampler.peak_total_kib,
         peak_web_worker_rss_kib=sampler.peak_worker_kib,
         peak_web_pss_kib=sampler.peak_pss_kib,
-        web_cores=web / elapsed,
-        worker_cores=worker / elapsed,
-        client_cores=own / elapsed,
-        database_cores=database_seconds / elapsed,
-        rest_cores=rest,
+        cpu=cpu,
     )
 
 
@@ -720,16 +761,33 @@ def classified_at(client_uuids: Sequence[str]) -> dict[str, float | None]:
 
 
 def unclassified(client_uuids: Sequence[str]) -> int:
+    """How many of these sightings still wait for the worker (`received`)."""
     from observations.models import Observation
 
-    done = Observation.objects.filter(
-        client_uuid__in=client_uuids, classified_at__isnull=False
+    return Observation.objects.filter(
+        client_uuid__in=client_uuids, status=Observation.Status.RECEIVED
     ).count()
-    return len(client_uuids) - done
+
+
+def drain(part: PhaseResult, args: argparse.Namespace, worker: Service) -> float | None:
+    """Wait until the worker has classified this part's sightings; in phase B, note when each
+    got its AI suggestion (from the upload's start)."""
+    uuids = [u.client_uuid for u in part.accepted]
+    drained = wait_classified(uuids, args.drain_timeout, worker)
+    if worker.process.poll() is not None:
+        raise BenchError(f"the inference worker exited:\n{worker.log_tail()}")
+    if part.name == "B":
+        done_at = classified_at(uuids)
+        part.suggestion_seconds = [
+            done_at[u.client_uuid] - u.started
+            for u in part.accepted
+            if done_at.get(u.client_uuid) is not None
+        ]
+    return drained
 
 
 def wait_classified(client_uuids: Sequence[str], timeout: float, service: Service) -> float | None:
-    """Seconds until every one of them is classified, or None at the timeout (or worker death)."""
+    """Seconds until none of them waits any more, or None at the timeout (or worker death)."""
     started = time.monotonic()
     last_report = started
     while True:
@@ -913,8 +971,8 @@ def print_table(phases: Sequence[PhaseResult]) -> None:
         print(
             f"  {p.name:<20} {p.peak_web_rss_kib / 1024:>4.0f} MiB "
             f"{p.peak_web_worker_rss_kib / 1024:>4.0f} MiB {p.peak_web_pss_kib / 1024:>4.0f} MiB   "
-            f"{p.web_cores:>10.2f} {p.worker_cores:>6.2f} {p.database_cores:>5.2f} "
-            f"{p.client_cores:>7.2f} {p.rest_cores:>6.2f}"
+            f"{p.cores('web'):>10.2f} {p.cores('inference'):>6.2f} {p.cores('database'):>5.2f} "
+            f"{p.cores('clients'):>7.2f} {p.cores('others'):>6.2f}"
         )
     for p in phases:
         if p.errors:
@@ -922,7 +980,7 @@ def print_table(phases: Sequence[PhaseResult]) -> None:
 
 
 def web_ms_per_upload(p: PhaseResult) -> float:
-    return 1000 * p.web_cores * p.elapsed / len(p.accepted) if p.accepted else float("nan")
+    return 1000 * p.cpu["web"] / len(p.accepted) if p.accepted else float("nan")
 
 
 def diagnose(
@@ -930,17 +988,17 @@ def diagnose(
 ) -> list[str]:
     """Where the CPU went, and why phase B's uploads were slower when they were."""
     notes = []
-    used_b = b.web_cores + b.worker_cores + b.database_cores + b.client_cores + b.rest_cores
-    starved = b.web_cores < 0.85 * a.web_cores
+    used_b = sum(b.cpu.values()) / b.elapsed
+    starved = b.cores("web") < 0.85 * a.cores("web")
     if failed and starved and used_b > 0.85 * cores:
         culprit = (
-            f"inference took {b.worker_cores:.2f} cores on the same CPUs"
+            f"inference took {b.cores('inference'):.2f} cores on the same CPUs"
             if not pinned
             else "the inference worker was on its own CPU, so the web's CPUs went to "
-            f"PostgreSQL ({b.database_cores:.2f}) and other processes ({b.rest_cores:.2f})"
+            f"PostgreSQL ({b.cores('database'):.2f}) and other processes ({b.cores('others'):.2f})"
         )
         notes.append(
-            f"the web tier got {b.web_cores:.2f} cores in phase B against {a.web_cores:.2f} in "
+            f"the web tier got {b.cores('web'):.2f} cores in phase B against {a.cores('web'):.2f} in "
             f"phase A while the machine was full ({used_b:.2f} of {cores} cores busy): "
             f"gunicorn was CPU-starved, not waiting on the model; {culprit}."
             + (
@@ -952,8 +1010,8 @@ def diagnose(
         )
     elif failed and starved:
         notes.append(
-            f"the web tier used less CPU in phase B ({b.web_cores:.2f} against "
-            f"{a.web_cores:.2f} cores) with CPU to spare: it was waiting, on the database, "
+            f"the web tier used less CPU in phase B ({b.cores('web'):.2f} against "
+            f"{a.cores('web'):.2f} cores) with CPU to spare: it was waiting, on the database, "
             "the broker or the disk; look at the upload path."
         )
     elif failed:
@@ -961,10 +1019,10 @@ def diagnose(
             f"the web tier used as much CPU but did less with it: {web_ms_per_upload(b):.0f} "
             f"ms of web CPU per upload in phase B against {web_ms_per_upload(a):.0f} in A."
         )
-    if b.rest_cores > 0.5 or a.rest_cores > 0.5:
+    if b.cores("others") > 0.5 or a.cores("others") > 0.5:
         notes.append(
             f"processes outside the benchmark (Redis and anything else on this machine) took "
-            f"{a.rest_cores:.2f} / {b.rest_cores:.2f} cores in phases A / B; on a shared "
+            f"{a.cores('others'):.2f} / {b.cores('others'):.2f} cores in phases A / B; on a shared "
             "machine that is other users' load: rerun on a quiet one before concluding."
         )
     return notes
@@ -1069,7 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = args.port or free_port()
 
     print("ParkWatch upload load: web tier alone, then with an inference worker")
-    print(f"  machine: {platform.machine()}, {cores} cores available, {platform.python_version()}")
+    print(f"  machine: {cpu_model()}, {cores} cores available, Python {platform.python_version()}")
     print(
         f"  {args.clients} clients x {args.seconds:g} s per phase, gunicorn {args.web_workers} "
         f"workers x {args.web_threads} threads on port {port}, model: {args.model}"
@@ -1148,7 +1206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{sum(idle) / 1024:.0f} MiB in {len(idle)} processes"
         )
 
-        # Warm-up, not timed: every worker process loads its views, connections and Pillow.
+        print("\nstarting the inference worker")
+        worker = start_worker(services, args)
+        # Warm-up, not timed: gunicorn's workers load their views, connections and Pillow, the
+        # inference worker loads its model on these sightings.
         warm = run_phase(
             "warm-up",
             port=port,
@@ -1156,7 +1217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clients=args.clients,
             seconds=min(3.0, args.seconds),
             web_pid=web.process.pid,
-            worker_pid=None,
+            worker_pid=worker.process.pid,
             database=backends,
             first_photo=0,
         )
@@ -1164,64 +1225,62 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BenchError(
                 f"no upload was accepted during the warm-up ({dict(warm.errors)}):\n{web.log_tail()}"
             )
-
-        print(f"\nphase A: web only, {args.seconds:g} s")
-        phase_a = run_phase(
-            "A: web only",
-            port=port,
-            photos=photos,
-            clients=args.clients,
-            seconds=args.seconds,
-            web_pid=web.process.pid,
-            worker_pid=None,
-            database=backends,
-            first_photo=len(warm.uploads),
-        )
-        print(f"  {len(phase_a.accepted)} accepted, {phase_a.per_second:.2f}/s")
-
-        print("\nstarting the inference worker; it classifies the sightings so far")
-        worker = start_worker(services, args)
-        backlog = [u.client_uuid for u in (*warm.accepted, *phase_a.accepted)]
-        drained = wait_classified(backlog, args.drain_timeout, worker)
-        if drained is None:
-            raise BenchError(
-                f"the worker did not classify the {len(backlog)} waiting sightings within "
-                f"{args.drain_timeout:g} s ({unclassified(backlog)} left):\n{worker.log_tail()}"
-            )
+        drained = drain(warm, args, worker)
         print(
-            f"  {len(backlog)} sightings classified in {drained:.1f} s, model loading included "
-            f"({len(backlog) / drained:.1f}/s)"
+            f"  warm-up: {len(warm.accepted)} uploads, classified "
+            + (f"{drained:.1f} s after (model loading included)" if drained is not None else "late")
         )
 
-        print(f"\nphase B: web + inference worker, {args.seconds:g} s")
-        phase_b = run_phase(
-            "B: web + inference",
-            port=port,
-            photos=photos,
-            clients=args.clients,
-            seconds=args.seconds,
-            web_pid=web.process.pid,
-            worker_pid=worker.process.pid,
-            database=backends,
-            first_photo=len(warm.uploads) + len(phase_a.uploads),
-        )
-        b_uuids = [u.client_uuid for u in phase_b.accepted]
-        phase_b.classified_during = len(b_uuids) - unclassified(b_uuids)
-        print(
-            f"  {len(phase_b.accepted)} accepted, {phase_b.per_second:.2f}/s; "
-            f"{phase_b.classified_during} already classified at its end"
-        )
-        drained = wait_classified(b_uuids, args.drain_timeout, worker)
-        if drained is None:
-            print(f"  warning: the worker did not finish within {args.drain_timeout:g} s")
-        else:
-            print(f"  the rest classified {drained:.1f} s after the phase")
-        done_at = classified_at(b_uuids)
-        phase_b.suggestion_seconds = [
-            done_at[u.client_uuid] - u.started
-            for u in phase_b.accepted
-            if done_at.get(u.client_uuid) is not None
+        # A and B alternate A B B A ..., so that drifting load from elsewhere on the machine
+        # and the growing tables weigh on both phases alike.
+        schedule = [
+            phase
+            for r in range(args.rounds)
+            for phase in (("A", "B") if r % 2 == 0 else ("B", "A"))
         ]
+        slice_seconds = args.seconds / args.rounds
+        print(
+            f"\n{args.rounds} rounds of A (web only, the worker paused) and B (web + inference "
+            f"worker), {slice_seconds:g} s each"
+        )
+        parts: dict[str, list[PhaseResult]] = {"A": [], "B": []}
+        next_photo = len(warm.uploads)
+        for index, phase in enumerate(schedule, start=1):
+            if phase == "A":
+                worker.pause()
+            try:
+                part = run_phase(
+                    phase,
+                    port=port,
+                    photos=photos,
+                    clients=args.clients,
+                    seconds=slice_seconds,
+                    web_pid=web.process.pid,
+                    worker_pid=worker.process.pid,
+                    database=backends,
+                    first_photo=next_photo,
+                )
+            finally:
+                if phase == "A":
+                    worker.resume()
+            next_photo += len(part.uploads)
+            uuids = [u.client_uuid for u in part.accepted]
+            waiting = unclassified(uuids)
+            drained = drain(part, args, worker)
+            after = f"{drained:.1f} s after" if drained is not None else "not all in time"
+            print(
+                f"  {index}/{len(schedule)} {phase}: {len(part.accepted)} accepted in "
+                f"{part.elapsed:.1f} s, {part.per_second:.2f}/s; "
+                f"{len(uuids) - waiting} classified by its end, the rest {after}"
+            )
+            parts[phase].append(part)
+        phase_a = PhaseResult.merge("A: web only", parts["A"])
+        phase_b = PhaseResult.merge("B: web + inference", parts["B"])
+        round_ratios = [
+            b.per_second / a.per_second if a.per_second else float("nan")
+            for a, b in zip(parts["A"], parts["B"], strict=True)
+        ]
+        b_uuids = [u.client_uuid for u in phase_b.accepted]
 
         accepted = [u.client_uuid for p in (warm, phase_a, phase_b) for u in p.accepted]
         refused = [
@@ -1241,6 +1300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\n  upload throughput B / A: {ratio:.2f}  (target >= {TARGET_RATIO}: the web never "
             f"waits on the model)  {verdict}"
         )
+        print("    per round: " + ", ".join(f"{r:.2f}" for r in round_ratios))
         print(f"  nothing lost: {'PASS' if loss.ok else 'FAIL'}")
         for line in loss.lines:
             print(f"    {line}")
