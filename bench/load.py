@@ -10,12 +10,15 @@ dropped here), Redis (one database number, flushed before and after), gunicorn s
 made before any timing, each upload with its own client_uuid, through the public API
 (`POST /api/v1/observations/`), for the same time in two phases:
 
-- phase A: the web tier alone (no inference worker: the sightings wait in the queue);
+- phase A: the web tier alone (the inference worker paused with SIGSTOP: sightings wait in
+  the queue);
 - phase B: the same load while the inference worker classifies what arrives.
 
-Between the phases the worker starts and classifies phase A's sightings (its model loads
-then, not during phase B). After phase B, once every sighting is classified, it checks that
-nothing was lost: each accepted upload is one sighting, classified once, with one top-k.
+The phases alternate A B B A (`--rounds`), so that load drifting on a shared machine and the
+growing tables weigh on both alike; after each stretch the worker classifies what it received,
+and its model was loaded on warm-up sightings first, never during a timed phase. At the end it
+checks that nothing was lost: each accepted upload is one sighting, classified once, with one
+top-k.
 
 Figures are measured in one run on a possibly shared machine, so what matters is the ratios,
 compared with the targets of the issue: phase B's accepted uploads per second >= 0.8 x phase
@@ -28,6 +31,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import math
 import os
 import platform
 import resource
@@ -85,10 +89,18 @@ class BenchError(RuntimeError):
 # -- command line ----------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except where the help text says what a missing value means."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter
     )
     parser.add_argument(
         "--seconds", type=float, default=20.0, help="length of each phase, all rounds together"
@@ -116,6 +128,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "'auto': the last CPU when this machine has at least 2; 'none': no pinning",
     )
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="niceness of the inference worker (e.g. 10: lower priority than the web and "
+        "everything else on a shared machine)",
+    )
+    parser.add_argument(
         "--photos", type=int, default=48, help="distinct JPEGs made before timing (reused)"
     )
     parser.add_argument("--port", type=int, default=0, help="gunicorn's port (0: a free one)")
@@ -123,8 +142,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--drain-timeout",
         type=float,
         default=None,
-        help="seconds to wait for the worker to classify a backlog [default: 300; "
-        "1800 with --model xception]",
+        help="seconds to wait for the worker to classify a backlog (default: 300; "
+        "1800 with --model xception)",
     )
     parser.add_argument(
         "--database-url",
@@ -313,14 +332,16 @@ class Services:
         self.running: list[Service] = []
 
     def start(
-        self, name: str, command: list[str], *, cpus: set[int] | None = None, **env
+        self, name: str, command: list[str], *, cpus: set[int] | None = None, nice: int = 0, **env
     ) -> Service:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("ab")
 
-        def pin() -> None:
+        def pin() -> None:  # children inherit both
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
+            if nice:
+                os.nice(nice)
 
         process = subprocess.Popen(
             command,
@@ -330,7 +351,7 @@ class Services:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=pin if cpus is not None else None,  # children inherit the affinity
+            preexec_fn=pin if cpus is not None or nice else None,
         )
         log.close()
         service = Service(name, process, log_path, cpus)
@@ -441,14 +462,28 @@ def machine_busy_seconds() -> float | None:
     return None
 
 
+def waited_seconds(pid: int) -> dict[int, float]:
+    """Seconds each thread of a process has waited for a CPU while runnable (schedstat)."""
+    waits = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            path = f"/proc/{pid}/task/{tid}/schedstat"
+            with contextlib.suppress(OSError, ValueError, IndexError), open(path) as stat:
+                waits[int(tid)] = int(stat.read().split()[1]) / 1e9
+    return waits
+
+
 class CpuMeter:
     """CPU seconds some processes used between the first and the last `sample`, processes that
-    come and go included (a gunicorn worker recycled by max_requests, a new database backend)."""
+    come and go included (a gunicorn worker recycled by max_requests, a new database backend),
+    and how long their threads waited for a CPU meanwhile (run-queue delay)."""
 
     def __init__(self, pids: Callable[[], Iterable[int]]):
         self.pids = pids
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.first_wait: dict[int, float] = {}
+        self.last_wait: dict[int, float] = {}
         self.sampled = False
 
     def sample(self) -> None:
@@ -459,11 +494,19 @@ class CpuMeter:
             if pid not in self.first:
                 self.first[pid] = seconds if not self.sampled else 0.0
             self.last[pid] = seconds
+            for tid, waited in waited_seconds(pid).items():
+                if tid not in self.first_wait:
+                    self.first_wait[tid] = waited if not self.sampled else 0.0
+                self.last_wait[tid] = waited
         self.sampled = True
 
     @property
     def seconds(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+    @property
+    def waited(self) -> float:
+        return sum(self.last_wait[tid] - self.first_wait[tid] for tid in self.last_wait)
 
 
 class DatabaseBackends:
@@ -588,6 +631,7 @@ class PhaseResult:
     # CPU seconds used meanwhile by gunicorn, the inference worker, PostgreSQL's backends for
     # this database, this process (the clients) and everything else on the machine.
     cpu: dict[str, float]
+    web_waited: float = 0.0  # seconds gunicorn's threads were runnable but had no CPU
     suggestion_seconds: list[float] = field(default_factory=list)
 
     @classmethod
@@ -600,6 +644,7 @@ class PhaseResult:
             peak_web_worker_rss_kib=max(part.peak_web_worker_rss_kib for part in parts),
             peak_web_pss_kib=max(part.peak_web_pss_kib for part in parts),
             cpu={key: sum(part.cpu[key] for part in parts) for key in parts[0].cpu},
+            web_waited=sum(part.web_waited for part in parts),
             suggestion_seconds=[s for part in parts for s in part.suggestion_seconds],
         )
 
@@ -725,6 +770,7 @@ def run_phase(
         peak_web_worker_rss_kib=sampler.peak_worker_kib,
         peak_web_pss_kib=sampler.peak_pss_kib,
         cpu=cpu,
+        web_waited=sampler.web_cpu.waited,
     )
 
 
@@ -983,6 +1029,10 @@ def web_ms_per_upload(p: PhaseResult) -> float:
     return 1000 * p.cpu["web"] / len(p.accepted) if p.accepted else float("nan")
 
 
+def web_wait_ms_per_upload(p: PhaseResult) -> float:
+    return 1000 * p.web_waited / len(p.accepted) if p.accepted else float("nan")
+
+
 def diagnose(
     a: PhaseResult, b: PhaseResult, cores: int, *, failed: bool, pinned: bool
 ) -> list[str]:
@@ -1100,7 +1150,9 @@ def start_worker(services: Services, args: argparse.Namespace) -> Service:
     env = {}
     if args.worker_cpu_set is not None:
         env["TF_INTRA_OP_THREADS"] = str(len(args.worker_cpu_set))
-    worker = services.start("inference-worker", worker_command(), cpus=args.worker_cpu_set, **env)
+    worker = services.start(
+        "inference-worker", worker_command(), cpus=args.worker_cpu_set, nice=args.worker_nice, **env
+    )
     ready = wait_until(
         lambda: b" ready." in worker.log_path.read_bytes() or worker.process.poll() is not None,
         timeout=120,
@@ -1132,6 +1184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  {args.clients} clients x {args.seconds:g} s per phase, gunicorn {args.web_workers} "
         f"workers x {args.web_threads} threads on port {port}, model: {args.model}"
     )
+    if args.worker_nice:
+        print(f"  inference worker niceness: {args.worker_nice}")
     if args.worker_cpu_set is None:
         print("  CPU pinning: none (inference worker and gunicorn share every core)")
     else:
@@ -1301,6 +1355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"waits on the model)  {verdict}"
         )
         print("    per round: " + ", ".join(f"{r:.2f}" for r in round_ratios))
+        share = phase_b.cores("web") / phase_a.cores("web") if phase_a.cpu["web"] else math.nan
+        efficiency = web_ms_per_upload(phase_a) / web_ms_per_upload(phase_b)
+        print(
+            f"    = CPU the web got, B / A ({share:.2f}) x uploads per web CPU second, B / A "
+            f"({efficiency:.2f}): below 1 on the left with CPU to spare means waiting, on the "
+            "right more work per upload"
+        )
         print(f"  nothing lost: {'PASS' if loss.ok else 'FAIL'}")
         for line in loss.lines:
             print(f"    {line}")
@@ -1311,10 +1372,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"worker on CPU {cpu_text(args.worker_cpu_set)}, gunicorn on "
             f"{cpu_text(args.web_cpu_set)}"
         )
-        print(f"  pinning: {pinned}; date {date.today().isoformat()}")
         print(
-            f"  web CPU per accepted upload: {web_ms_per_upload(phase_a):.0f} ms in A, "
-            f"{web_ms_per_upload(phase_b):.0f} ms in B"
+            f"  pinning: {pinned}; worker niceness {args.worker_nice}; "
+            f"date {date.today().isoformat()}"
+        )
+        print(
+            f"  per accepted upload, gunicorn ran on a CPU {web_ms_per_upload(phase_a):.0f} ms "
+            f"in A, {web_ms_per_upload(phase_b):.0f} ms in B, and waited for one (runnable, "
+            f"not running) {web_wait_ms_per_upload(phase_a):.0f} ms in A, "
+            f"{web_wait_ms_per_upload(phase_b):.0f} ms in B"
         )
         notes = diagnose(
             phase_a,
