@@ -14,10 +14,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import include, path
-from drf_spectacular.utils import (
-    extend_schema,
-    inline_serializer,
-)
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -87,17 +84,19 @@ class ClassifierListApi(APIView):
     renderer_classes = API_RENDERERS
     permission_classes = [IsCurator]
 
+    @extend_schema_serializer(component_name="ClassifierFilter")
+    class FilterSerializer(serializers.Serializer):
+        campaign = serializers.SlugField(required=False, allow_blank=True)
+
     @extend_schema(
         operation_id="classifiers_list",
-        parameters=[
-            inline_serializer(
-                "ClassifierFilter", {"campaign": serializers.SlugField(required=False)}
-            )
-        ],
-        responses={200: ClassifierVersionSerializer(many=True), **_errors(401, 403)},
+        parameters=[FilterSerializer],
+        responses={200: ClassifierVersionSerializer(many=True), **_errors(400, 401, 403)},
     )
     def get(self, request):
-        versions = version_list(campaign_slug=request.query_params.get("campaign") or None)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        versions = version_list(campaign_slug=filters.validated_data.get("campaign") or None)
         return Response(ClassifierVersionSerializer(versions, many=True).data)
 
 

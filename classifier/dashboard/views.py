@@ -75,7 +75,9 @@ def admin_only(view: Callable) -> Callable:
 
 def _campaign_filter(request: HttpRequest) -> Campaign | None:
     slug = request.GET.get("campaign", "").strip()
-    return Campaign.objects.filter(slug=slug).first() if slug else None
+    if not slug or "\x00" in slug:  # PostgreSQL refuses NUL in a query; no such campaign
+        return None
+    return Campaign.objects.filter(slug=slug).first()
 
 
 def _query(campaign: Campaign | None) -> str:

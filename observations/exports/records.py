@@ -86,7 +86,12 @@ def export_filters(params: Mapping[str, object]) -> ExportFilters:
 
     def text(name: str) -> str:
         value = params.get(name)
-        return "" if value is None else str(value).strip()
+        value = "" if value is None else str(value).strip()
+        if "\x00" in value:  # PostgreSQL refuses NUL in a query: a 400, not a 500
+            raise ParkWatchError(
+                f"{name} contains a NUL character.", code="invalid_characters", field=name
+            )
+        return value
 
     campaign = park = taxon = None
     if slug := text("campaign"):

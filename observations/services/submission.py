@@ -6,7 +6,7 @@ import logging
 import uuid as uuid_module
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -260,7 +260,8 @@ def _settle_time(inspected, observed_at: datetime | None, park: Park | None) -> 
             code="observed_at_in_future",
             field="observed_at",
         )
-    return observed_at
+    # In UTC: PostgreSQL refuses offsets beyond 15:59, which ISO 8601 and EXIF allow.
+    return observed_at.astimezone(UTC)
 
 
 def _possible_duplicate_of(inspected: list[InspectedPhoto]) -> Observation | None:

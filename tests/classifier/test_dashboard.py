@@ -325,6 +325,12 @@ def test_the_map_json_follows_the_campaign_filter(admin_client, sightings):
     assert "0 sightings" in text_of(response)
 
 
+def test_a_campaign_filter_with_a_nul_character_is_no_filter(admin_client, sightings):
+    # PostgreSQL refuses NUL in a query: the filter must not reach it.
+    assert admin_client.get(MAP, {"campaign": "ordesa\x00"}).json()["total"] == 5
+    assert admin_client.get(OVERVIEW, {"campaign": "ordesa\x00"}).status_code == 200
+
+
 def test_the_ai_against_the_experts_from_real_predictions(
     admin_client, campaign, taxa, curator, tmp_path
 ):

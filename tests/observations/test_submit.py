@@ -136,6 +136,18 @@ def test_a_date_before_1900_is_refused(campaign):
     assert Observation.objects.count() == 0
 
 
+def test_a_time_with_any_offset_iso_8601_allows_is_stored_as_the_same_instant(campaign):
+    # PostgreSQL refuses offsets beyond 15:59 in a timestamp literal; +23:59 is valid ISO 8601.
+    sent = datetime(2026, 6, 1, 10, 0, tzinfo=timezone(timedelta(hours=23, minutes=59)))
+
+    observation = observation_submit(
+        photos=[photo_upload(gps=ORDESA)], observed_at=sent
+    ).observation
+
+    observation.refresh_from_db()
+    assert observation.observed_at == sent
+
+
 def test_no_time_anywhere_is_refused(campaign):
     with pytest.raises(ParkWatchError) as excinfo:
         observation_submit(photos=[photo_upload(gps=ORDESA)])
