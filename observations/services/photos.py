@@ -149,6 +149,18 @@ def photo_inspect(upload, *, index: int = 0, public_max_side: int | None = None)
             )
     except PhotoRejected:
         raise
+    except RuntimeError as exc:
+        # libheif (through pillow-heif) refuses what it cannot or will not decode this way.
+        if fmt != "HEIF":
+            raise
+        bomb = "security limit" in str(exc).lower()
+        raise PhotoRejected(
+            "the image claims far more pixels than it could hold (a decompression bomb)."
+            if bomb
+            else "the file is damaged or truncated and cannot be read as Heif.",
+            code="too_many_pixels" if bomb else "corrupt_photo",
+            index=index,
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoRejected(
             "the image claims far more pixels than it could hold (a decompression bomb); at most "

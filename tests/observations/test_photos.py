@@ -95,6 +95,17 @@ def test_it_rejects_a_decompression_bomb():
     assert "megapixels" in excinfo.value.detail
 
 
+def test_it_rejects_a_heic_whose_size_libheif_refuses_to_decode():
+    data = bytearray(make_photo("HEIF", width=64, height=48))
+    ispe = data.index(b"ispe")  # the image spatial extents: width and height
+    data[ispe + 8 : ispe + 16] = struct.pack(">II", 60000, 60000)
+
+    with pytest.raises(PhotoRejected) as excinfo:
+        inspect(bytes(data), name="bomb.heic")
+
+    assert excinfo.value.code == "too_many_pixels"
+
+
 def test_it_rejects_a_photo_above_the_pixel_setting(settings):
     settings.PHOTO_MAX_PIXELS = 640 * 480 - 1
 

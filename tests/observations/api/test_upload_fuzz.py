@@ -78,12 +78,12 @@ def png_chunk(kind: bytes, payload: bytes, crc: int | None = None) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def png_claiming(width: int, height: int, *, idat: bytes | None = None) -> bytes:
+def png_claiming(width: int, height: int, *, ihdr_crc: int | None = None) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 256) if idat is None else idat
+    idat = zlib.compress(b"\x00" * 256)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IHDR", ihdr, crc=ihdr_crc)
         + png_chunk(b"IDAT", idat)
         + png_chunk(b"IEND", b"")
     )
@@ -103,6 +103,14 @@ def webp_claiming(width: int, height: int) -> bytes:
     vp8x += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     body = b"WEBP" + vp8x + photo("WEBP")[12:]
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def heic_claiming(width: int, height: int, *, real: tuple[int, int] = (96, 64)) -> bytes:
+    """A real HEIC whose image spatial extents property (ispe) claims another size."""
+    data = bytearray(photo("HEIF", width=real[0], height=real[1]))
+    ispe = data.index(b"ispe")
+    data[ispe + 8 : ispe + 16] = struct.pack(">II", width, height)
+    return bytes(data)
 
 
 def flipped(data: bytes, rng: random.Random, flips: int) -> bytes:
@@ -256,6 +264,44 @@ def zip_payload() -> bytes:
 # -- the cases ----------------------------------------------------------------------------------
 
 
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def unusual_photo_cases() -> list[Case]:
+    """Real photos in modes, shapes and containers cameras and editors do write."""
+    picture, other = make_image(64, 48, seed=80), make_image(64, 48, seed=81)
+    photos = [
+        ("16-bit grey PNG", encoded(Image.new("I;16", (64, 48), 30000), "PNG")),
+        ("1-bit PNG", encoded(Image.new("1", (64, 48), 1), "PNG")),
+        ("grey and alpha PNG", encoded(Image.new("LA", (64, 48), (9, 0)), "PNG")),
+        ("palette PNG with transparency", encoded(picture.convert("P"), "PNG", transparency=0)),
+        ("CMYK JPEG", encoded(Image.new("CMYK", (64, 48), (1, 2, 3, 4)), "JPEG")),
+        ("grey JPEG", encoded(picture.convert("L"), "JPEG")),
+        ("progressive JPEG", encoded(picture, "JPEG", progressive=True)),
+        ("1x1 JPEG", encoded(Image.new("RGB", (1, 1)), "JPEG")),
+        ("1x6000 PNG", encoded(Image.new("RGB", (1, 6000)), "PNG")),
+        ("6000x1 PNG", encoded(Image.new("RGB", (6000, 1)), "PNG")),
+        ("animated WebP", encoded(picture, "WEBP", save_all=True, append_images=[other])),
+        ("animated PNG", encoded(picture, "PNG", save_all=True, append_images=[other])),
+        ("transparent lossless WebP", encoded(Image.new("RGBA", (64, 48)), "WEBP", lossless=True)),
+        ("multi-picture JPEG (MPO)", encoded(picture, "MPO", save_all=True, append_images=[other])),
+        ("HEIC", photo("HEIF", seed=82)),
+    ]
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = orientation
+        photos.append(
+            (
+                f"3x7 JPEG, orientation {orientation}",
+                encoded(Image.new("RGB", (3, 7), (orientation * 20, 0, 0)), "JPEG", exif=exif),
+            )
+        )
+    return [Case(name, [(data, "photo", "image/jpeg")], expect="accepted") for name, data in photos]
+
+
 def random_byte_cases(rng: random.Random) -> list[Case]:
     magic = [
         b"",
@@ -314,26 +360,27 @@ def mutated_cases(rng: random.Random) -> list[Case]:
         for index in range(8):
             data = smashed_header(good, rng)
             cases.append(Case(f"{fmt} smashed header {index}", [(data, "x.jpg", "image/jpeg")]))
-    bombs = [
-        ("JPEG claiming 65535x65535", jpeg_claiming(65535, 65535)),
-        ("JPEG claiming 0x0", jpeg_claiming(0, 0)),
-        ("PNG claiming 2^31-1 square", png_claiming(2**31 - 1, 2**31 - 1)),
-        ("PNG claiming 100000x100000", png_claiming(100_000, 100_000)),
-        ("PNG claiming 0x0", png_claiming(0, 0)),
-        ("PNG with a 2 GiB chunk length", png_with_huge_chunk_length()),
-        ("PNG with a zTXt bomb", png_with_text_bomb()),
-        (
-            "PNG with a bad IHDR checksum",
-            png_claiming(64, 64)[:29] + b"\0\0\0\0" + png_claiming(64, 64)[33:],
-        ),
-        ("WebP claiming 16384x16384", webp_claiming(16384, 16384)),
-        ("WebP claiming 1x1", webp_claiming(1, 1)),
+    bomb, refused = ("refused", "too_many_pixels"), ("refused", None)
+    # The chunk length lies but the pixels are all there; the text bomb is only text.
+    either = (None, None)
+    headers = [
+        ("JPEG claiming 65535x65535", jpeg_claiming(65535, 65535), bomb),
+        ("JPEG claiming 0x0", jpeg_claiming(0, 0), refused),
+        ("PNG claiming 2^31-1 square", png_claiming(2**31 - 1, 2**31 - 1), bomb),
+        ("PNG claiming 100000x100000", png_claiming(100_000, 100_000), bomb),
+        ("PNG claiming 0x0", png_claiming(0, 0), refused),
+        ("PNG with a 2 GiB chunk length", png_with_huge_chunk_length(), either),
+        ("PNG with a zTXt bomb", png_with_text_bomb(), either),
+        ("PNG with a bad IHDR checksum", png_claiming(64, 64, ihdr_crc=0), refused),
+        ("WebP claiming 16384x16384", webp_claiming(16384, 16384), bomb),
+        ("WebP claiming 1x1", webp_claiming(1, 1), either),
+        ("HEIC claiming 60000x60000", heic_claiming(60000, 60000), bomb),
+        # libheif's own limit speaks first here (the grid of a 64x48 photo differs).
+        ("HEIC 64x48 claiming 60000x60000", heic_claiming(60000, 60000, real=(64, 48)), bomb),
+        ("HEIC claiming 20000x20000", heic_claiming(20000, 20000), refused),
+        ("HEIC claiming 0x0", heic_claiming(0, 0), refused),
     ]
-    for name, data in bombs:
-        # The chunk length lies but the pixels are all there; the text bomb is only text.
-        maybe = {"PNG with a 2 GiB chunk length", "PNG with a zTXt bomb", "WebP claiming 1x1"}
-        expect = None if name in maybe else "refused"
-        error = "too_many_pixels" if re.search(r"\d{5}|2\^31", name) else None
+    for name, data, (expect, error) in headers:
         cases.append(Case(name, [(data, "bomb.png", "image/png")], expect=expect, error=error))
     return cases
 
@@ -626,6 +673,7 @@ def run_cases(client: APIClient, url: str, cases: list[Case]) -> tuple[list[str]
 # -- the tests ------------------------------------------------------------------------------------
 
 BATCHES = {
+    "unusual real photos": lambda rng: unusual_photo_cases(),
     "random bytes": lambda rng: random_byte_cases(rng),
     "truncated photos": lambda rng: truncated_cases(),
     "mutated photos and bombs": lambda rng: mutated_cases(rng),
