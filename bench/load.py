@@ -293,6 +293,22 @@ def redis_check(url: str, *, flush: bool) -> None:
         client.close()
 
 
+def redis_cpu_seconds(url: str | None) -> float | None:
+    """CPU seconds the Redis server has used (all its databases: it may serve others too)."""
+    if url is None:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -720,6 +736,7 @@ def run_phase(
     web_pid: int,
     worker_pid: int | None,
     database: DatabaseBackends | None,
+    redis_url: str | None,
     first_photo: int,
 ) -> PhaseResult:
     uploads: list[Upload] = []
@@ -728,6 +745,7 @@ def run_phase(
     stop = threading.Event()
     sampler = Sampler(web_pid, worker_pid, database)
     busy0 = machine_busy_seconds()
+    redis0 = redis_cpu_seconds(redis_url)
     own0 = _own_cpu()
     started = time.monotonic()
     deadline = started + seconds
@@ -751,11 +769,13 @@ def run_phase(
     # Requests in flight at the deadline finish and count: the phase ends with the last one.
     elapsed = time.monotonic() - started
     own = _own_cpu() - own0
+    redis1 = redis_cpu_seconds(redis_url)
     busy1 = machine_busy_seconds()
     cpu = {
         "web": sampler.web_cpu.seconds,
         "inference": sampler.worker_cpu.seconds,
         "database": sampler.database_cpu.seconds,
+        "redis": redis1 - redis0 if redis0 is not None and redis1 is not None else 0.0,
         "clients": own,
     }
     measured = sum(cpu.values())
@@ -1011,14 +1031,14 @@ def print_table(phases: Sequence[PhaseResult]) -> None:
     print()
     print(
         f"  {'peak memory, CPU':<20} {'web RSS':>8} {'1 worker':>8} {'web PSS':>8}   "
-        f"{'cores: web':>10} {'infer':>6} {'db':>5} {'clients':>7} {'others':>6}"
+        f"{'cores: web':>10} {'infer':>6} {'db':>5} {'redis':>5} {'clients':>7} {'others':>6}"
     )
     for p in phases:
         print(
             f"  {p.name:<20} {p.peak_web_rss_kib / 1024:>4.0f} MiB "
             f"{p.peak_web_worker_rss_kib / 1024:>4.0f} MiB {p.peak_web_pss_kib / 1024:>4.0f} MiB   "
             f"{p.cores('web'):>10.2f} {p.cores('inference'):>6.2f} {p.cores('database'):>5.2f} "
-            f"{p.cores('clients'):>7.2f} {p.cores('others'):>6.2f}"
+            f"{p.cores('redis'):>5.2f} {p.cores('clients'):>7.2f} {p.cores('others'):>6.2f}"
         )
     for p in phases:
         if p.errors:
@@ -1045,7 +1065,8 @@ def diagnose(
             f"inference took {b.cores('inference'):.2f} cores on the same CPUs"
             if not pinned
             else "the inference worker was on its own CPU, so the web's CPUs went to "
-            f"PostgreSQL ({b.cores('database'):.2f}) and other processes ({b.cores('others'):.2f})"
+            f"PostgreSQL ({b.cores('database'):.2f}), Redis ({b.cores('redis'):.2f}) and other "
+            f"processes ({b.cores('others'):.2f})"
         )
         notes.append(
             f"the web tier got {b.cores('web'):.2f} cores in phase B against {a.cores('web'):.2f} in "
@@ -1071,7 +1092,7 @@ def diagnose(
         )
     if b.cores("others") > 0.5 or a.cores("others") > 0.5:
         notes.append(
-            f"processes outside the benchmark (Redis and anything else on this machine) took "
+            f"processes outside the benchmark (anything else on this machine) took "
             f"{a.cores('others'):.2f} / {b.cores('others'):.2f} cores in phases A / B; on a shared "
             "machine that is other users' load: rerun on a quiet one before concluding."
         )
@@ -1273,6 +1294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             web_pid=web.process.pid,
             worker_pid=worker.process.pid,
             database=backends,
+            redis_url=redis_url,
             first_photo=0,
         )
         if not warm.accepted:
@@ -1312,6 +1334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     web_pid=web.process.pid,
                     worker_pid=worker.process.pid,
                     database=backends,
+                    redis_url=redis_url,
                     first_photo=next_photo,
                 )
             finally:
