@@ -9,6 +9,7 @@ cases per operation, the same ones on every run.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 
@@ -63,17 +64,18 @@ CHECKS = [
 ]
 
 
-def _load_schema() -> schemathesis.schemas.BaseSchema:
+@functools.cache
+def api_schema():
+    """The schema drf-spectacular generates (as /api/schema/ serves it), loaded by Schemathesis;
+    made on first use, not while pytest collects the suite."""
     generated = SchemaGenerator().get_schema(request=None, public=True)
     return schemathesis.openapi.from_dict(json.loads(OpenApiJsonRenderer().render(generated)))
 
 
-SCHEMA = _load_schema()
-APPLICATION = WSGIHandler()
-OPERATIONS = sorted(
-    (operation.ok().method.upper(), operation.ok().path)
-    for operation in SCHEMA.get_all_operations()
-)
+def operations() -> list[tuple[str, str, object]]:
+    """(method, path, operation) for every operation of the schema."""
+    found = [operation.ok() for operation in api_schema().get_all_operations()]
+    return sorted(((op.method.upper(), op.path, op) for op in found), key=lambda row: row[:2])
 
 
 def _settings(examples: int):
@@ -99,7 +101,7 @@ def wsgi_in_test_transaction():
     would end the test's transaction; Django's test client does the same as this."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield APPLICATION
+    yield WSGIHandler()
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
@@ -254,8 +256,7 @@ def test_every_answer_is_documented(who, world, wsgi_in_test_transaction):
     headers, cookies = _credentials(who, world["users"])
     valid, invalid = ROLES[who]
     failures = []
-    for method, path in OPERATIONS:
-        operation = SCHEMA[path][method]
+    for method, path, operation in operations():
         for mode, examples in (
             (GenerationMode.POSITIVE, valid),
             (GenerationMode.NEGATIVE, invalid),
@@ -281,8 +282,7 @@ def test_every_answer_is_documented(who, world, wsgi_in_test_transaction):
 def test_a_body_of_another_media_type_is_a_documented_415(world, wsgi_in_test_transaction):
     headers, cookies = _credentials("admin", world["users"])
     failures = []
-    for method, path in OPERATIONS:
-        operation = SCHEMA[path][method]
+    for method, path, operation in operations():
         if not len(operation.body):
             continue
         names = {parameter.name for parameter in operation.path_parameters}
@@ -304,7 +304,7 @@ def test_a_body_of_another_media_type_is_a_documented_415(world, wsgi_in_test_tr
 
 
 def test_a_sighting_sent_and_sent_again_is_answered_as_documented(world, wsgi_in_test_transaction):
-    operation = SCHEMA["/api/v1/observations/"]["POST"]
+    operation = api_schema()["/api/v1/observations/"]["POST"]
     headers, _ = _credentials("visitor", world["users"])
     body = {
         "photos": [make_photo(width=64, height=48, seed=7)],
@@ -325,7 +325,7 @@ def test_a_sighting_sent_and_sent_again_is_answered_as_documented(world, wsgi_in
 
 
 def test_identify_without_a_worker_is_answered_as_documented(world, wsgi_in_test_transaction):
-    operation = SCHEMA["/api/v1/identify/"]["POST"]
+    operation = api_schema()["/api/v1/identify/"]["POST"]
     case = operation.Case(
         body={"photos": [make_photo(width=64, height=48, seed=8)]},
         media_type="multipart/form-data",
@@ -350,15 +350,16 @@ def test_a_nul_character_in_any_text_input_is_a_documented_4xx(world, wsgi_in_te
     # PostgreSQL refuses NUL in text: a value that reaches a query unchecked is a 500 there.
     headers, cookies = _credentials("admin", world["users"])
     failures, tried = [], 0
-    for method, path in OPERATIONS:
-        operation = SCHEMA[path][method]
+    for method, path, operation in operations():
         names = {parameter.name for parameter in operation.path_parameters}
         known = {name: world[name][0] for name in names}
         inputs = [("query", parameter.name) for parameter in operation.query]
         raw_body = operation.definition.raw.get("requestBody", {}).get("content", {})
         json_body = raw_body.get("application/json", {}).get("schema")
         if json_body:
-            resolved = SCHEMA.raw_schema["components"]["schemas"][json_body["$ref"].split("/")[-1]]
+            resolved = api_schema().raw_schema["components"]["schemas"][
+                json_body["$ref"].split("/")[-1]
+            ]
             inputs += [("body", name) for name in _string_fields(resolved)]
         for where, name in inputs:
             value = "ordesa\x00invasives"
