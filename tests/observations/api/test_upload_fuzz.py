@@ -1,9 +1,9 @@
 """Hostile uploads: every one is answered by a 4xx in the error format, or accepted whole.
 
-Seeded loops of files a careless or malicious client sends to `POST /api/v1/observations/` and
-`POST /api/v1/identify/`: random bytes, photos cut short at many points, bit flips and mangled
-headers, decompression bombs, absurd EXIF, polyglots, lying names and content types, empty
-files, too many photos, oversized fields. None may answer a 5xx. A file that really is a photo may
+Seeded loops of files a careless or malicious client sends to `POST /api/v1/observations/`,
+`POST /api/v1/identify/` and the upload page: random bytes, photos cut short at many points,
+bit flips and mangled headers, decompression bombs, absurd EXIF, polyglots, lying names and
+content types, empty files, too many photos, oversized fields. None may answer a 5xx. A file that really is a photo may
 be accepted; then its public copy must be a clean re-encoding (no EXIF, no payload). After each
 batch the storage holds whole sightings only: every sighting has its photos, every photo its
 three files, and no file lies in the media folders without a photo row.
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 from rest_framework.test import APIClient
@@ -736,3 +737,25 @@ def test_identify_refuses_hostile_photos_with_a_4xx(batch, hostile, settings):
     assert not problems, "\n".join(problems)
     assert len(refused) >= 5
     assert stored_files(settings) == []
+
+
+def test_the_upload_page_answers_every_hostile_upload_and_stores_whole_sightings(
+    campaign, settings
+):
+    # The page's form sends its time as datetime-local and always a licence.
+    browser = Client(raise_request_exception=False)
+    answers = []
+    for batch, make in BATCHES.items():
+        for case in make(random.Random(f"{SEED}-page-{batch}")):
+            cache.clear()
+            files = [SimpleUploadedFile(n, data, kind) for data, n, kind in case.files]
+            fields = {"licence": "CC-BY-4.0", **case.fields}
+            if fields.get("observed_at") == WHERE_AND_WHEN["observed_at"]:
+                fields["observed_at"] = "2026-06-01T10:30"
+            response = browser.post("/", {"photos": files, **fields})
+            answers.append((case.name, response.status_code))
+
+    odd = [(name, status) for name, status in answers if status not in (302, 400)]
+    assert not odd, odd
+    assert sum(status == 302 for _name, status in answers) > 50  # real photos were accepted
+    assert not storage_problems(settings)
