@@ -222,7 +222,7 @@ class IdentifyApi(APIView):
 def _ask_worker(images: list[str], campaign: Campaign) -> dict:
     unavailable = {
         "error": "inference_unavailable",
-        "detail": f"No inference worker answered within {settings.IDENTIFY_TIMEOUT_SECONDS:.0f} s; try again later.",
+        "detail": f"No inference worker answered within {settings.IDENTIFY_TIMEOUT_SECONDS:g} s; try again later.",
     }
     try:
         result = current_app.send_task(
