@@ -167,3 +167,21 @@ def test_it_hashes_the_exact_bytes_and_the_look_of_the_photo():
 def test_sniffing_knows_heic_brands_and_refuses_avif():
     assert sniff_format(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00") == "HEIF"
     assert sniff_format(b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00") is None
+
+
+def test_the_perceptual_hash_is_imagehash_phash_bit_for_bit():
+    import imagehash
+    import numpy as np
+
+    from observations.services.photos import perceptual_hash
+
+    rng = np.random.default_rng(7)
+    pictures = [make_image(320, 240, seed=seed) for seed in range(20)]
+    pictures += [
+        Image.fromarray(rng.integers(0, 256, (60 + 13 * i, 90 + 7 * i, 3), np.uint8))
+        for i in range(20)
+    ]
+    pictures += [make_image(320, 240, seed=3).convert("L"), Image.new("RGB", (64, 64), "white")]
+    for picture in pictures:
+        assert perceptual_hash(picture) == int(str(imagehash.phash(picture)), 16)
+    assert len({perceptual_hash(p) for p in pictures[:20]}) == 20

@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent(
         client.post("/api/v1/observations/", {"photos": [photo_upload(gps=(42.6415, -0.0532))],
                     "observed_at": "2026-06-01T10:00:00+02:00"}).status_code,
     ]
-    loaded = [name for name in ("tensorflow", "keras", "tf_keras", "onnxruntime", "torch") if name in sys.modules]
+    heavy = ("tensorflow", "keras", "tf_keras", "onnxruntime", "torch", "scipy")
+    loaded = [name for name in heavy if name in sys.modules]
     # VmHWM: this process's peak resident memory (ru_maxrss would carry over the parent's
     # peak across fork and exec).
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
@@ -52,4 +53,6 @@ def test_the_web_process_never_imports_an_ml_library_and_stays_small(campaign):
 
     assert report["statuses"] == [200, 200, 200, 201]
     assert report["loaded"] == []
-    assert report["rss_mb"] < 200, report
+    # An upload decodes full-size photos; the process with everything imported peaks well
+    # under the design's 200 MB.
+    assert report["rss_mb"] < 150, report
