@@ -123,16 +123,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--worker-cpus",
-        default="auto",
+        default="none",
         help="CPUs for the inference worker, e.g. '1' or '2-3'; gunicorn gets the others. "
-        "'auto': the last CPU when this machine has at least 2; 'none': no pinning",
+        "'auto': the last CPU when this machine has at least 2; 'none': no pinning (the "
+        "default: the worker runs at low priority instead, see --worker-nice)",
     )
     parser.add_argument(
         "--worker-nice",
         type=int,
-        default=0,
-        help="niceness of the inference worker (e.g. 10: lower priority than the web and "
-        "everything else on a shared machine)",
+        default=19,
+        help="niceness of the inference worker and its session (19, the default: it gets the "
+        "CPU the web leaves, as README's Deploy section runs it on a machine shared with the "
+        "web; 0: the same priority as the web)",
     )
     parser.add_argument(
         "--photos", type=int, default=48, help="distinct JPEGs made before timing (reused)"
@@ -358,6 +360,11 @@ class Services:
                 os.sched_setaffinity(0, cpus)
             if nice:
                 os.nice(nice)
+                # With the kernel's autogroup scheduling, CPU is shared between sessions first
+                # (each service runs in its own), so a process's nice counts only inside its
+                # session: the session's own niceness is what ranks it against the web.
+                with contextlib.suppress(OSError):
+                    Path("/proc/self/autogroup").write_text(f"{nice}\n")
 
         process = subprocess.Popen(
             command,
